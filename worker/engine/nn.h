@@ -1,0 +1,61 @@
+// The layers every model is built from (linear, conv, norms), loaded by name
+// from Weights, and the multiply-accumulate counter they all report to.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include <ATen/core/Tensor.h>
+
+#include "worker/engine/weights.h"
+
+namespace diffsearch::engine {
+
+// Multiply-accumulates of the modules actually executed, summed over every
+// layer call on this thread (policies that skip work show up as fewer MACs).
+namespace macs {
+void add(int64_t count);
+int64_t total();
+void reset();
+}  // namespace macs
+
+struct Linear {
+  at::Tensor weight;  // [out, in]
+  at::Tensor bias;    // [out] or undefined
+  at::Tensor operator()(const at::Tensor& x) const;
+  static Linear load(Weights& w, const std::string& prefix, int64_t in, int64_t out,
+                     bool bias = true);
+};
+
+struct Conv2d {
+  at::Tensor weight;  // [out, in, k, k]
+  at::Tensor bias;    // [out] or undefined
+  int64_t stride = 1;
+  int64_t padding = 0;
+  at::Tensor operator()(const at::Tensor& x) const;
+  static Conv2d load(Weights& w, const std::string& prefix, int64_t in, int64_t out,
+                     int64_t kernel, int64_t stride = 1, int64_t padding = 0, bool bias = true);
+};
+
+struct GroupNorm {
+  at::Tensor weight, bias;
+  int64_t groups = 32;
+  double eps = 1e-5;
+  at::Tensor operator()(const at::Tensor& x) const;
+  static GroupNorm load(Weights& w, const std::string& prefix, int64_t groups, int64_t channels,
+                        double eps);
+};
+
+struct LayerNorm {
+  at::Tensor weight, bias;
+  double eps = 1e-5;
+  at::Tensor operator()(const at::Tensor& x) const;
+  static LayerNorm load(Weights& w, const std::string& prefix, int64_t dim, double eps);
+};
+
+// softmax(q k^T * scale) v over [batch, heads, tokens, head_dim], counted in
+// macs. Uses the fused kernel where libtorch has it (2.x) and the inputs allow.
+at::Tensor scaled_dot_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                double scale, bool upcast = false);
+
+}  // namespace diffsearch::engine
