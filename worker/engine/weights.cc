@@ -2,8 +2,10 @@
 // once to the run dtype and device.
 #include "worker/engine/weights.h"
 
+#include <cmath>
 #include <cstring>
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
 #include "io/error.h"
@@ -76,7 +78,33 @@ io::TensorData tensor_to_data(const std::string& name, const at::Tensor& tensor)
 Weights::Weights(io::WeightSet set, RunOptions options)
     : set_(std::move(set)), options_(options) {}
 
+Weights Weights::synthesize(uint64_t seed, RunOptions options) {
+  Weights w(io::WeightSet("synthesized weights", {}), options);
+  w.synthesize_ = true;
+  w.seed_ = seed;
+  return w;
+}
+
 at::Tensor Weights::get(const std::string& name, const std::vector<int64_t>& shape) {
+  if (synthesize_) {
+    DIFFSEARCH_ASSERT(!used_.count(name));
+    used_.insert(name);
+    // Each tensor gets its own stream (seed, index) so adding a weight does not
+    // change the others.
+    auto gen = at::detail::createCPUGenerator(seed_ * 1000003ull + synthesized_.size());
+    at::Tensor t;
+    const bool is_bias = name.size() >= 5 && name.compare(name.size() - 5, 5, ".bias") == 0;
+    if (shape.size() == 1) {
+      t = is_bias ? torch::zeros(shape, torch::kFloat) : torch::ones(shape, torch::kFloat);
+    } else {
+      int64_t fan_in = 1;
+      for (std::size_t i = 1; i < shape.size(); ++i) fan_in *= shape[i];
+      t = at::normal(0.0, 1.0 / std::sqrt(static_cast<double>(fan_in)), shape, gen);
+    }
+    t = t.to(options_.device, options_.dtype);
+    synthesized_.emplace_back(name, t);
+    return t;
+  }
   const io::TensorView& view = set_.tensor(name);
   if (view.shape != shape) {
     throw InputError(set_.description() + ": weight '" + name + "' has shape " +
@@ -88,6 +116,7 @@ at::Tensor Weights::get(const std::string& name, const std::vector<int64_t>& sha
 }
 
 at::Tensor Weights::get(const std::string& name) {
+  DIFFSEARCH_ASSERT(!synthesize_);  // synthesized weights need a shape
   const io::TensorView& view = set_.tensor(name);
   used_.insert(name);
   at::Tensor t = tensor_from_view(view);

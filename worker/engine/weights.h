@@ -32,6 +32,13 @@ io::TensorData tensor_to_data(const std::string& name, const at::Tensor& tensor)
 class Weights {
  public:
   Weights(io::WeightSet set, RunOptions options);
+  // Weights that invent what the model asks for: seeded random tensors of the
+  // requested shapes (scaled by fan-in; norms 1, biases 0), remembered in
+  // request order so synth-model can write them out as a checkpoint. Models
+  // must decide their structure from config.json, never from contains().
+  static Weights synthesize(uint64_t seed, RunOptions options);
+  bool synthesizing() const { return synthesize_; }
+  const std::vector<std::pair<std::string, at::Tensor>>& synthesized() const { return synthesized_; }
 
   // The weight `name` converted to the run dtype and device. Throws InputError
   // naming the file, the weight, the expected and the found shape.
@@ -49,6 +56,9 @@ class Weights {
   io::WeightSet set_;
   RunOptions options_;
   std::set<std::string> used_;
+  bool synthesize_ = false;
+  uint64_t seed_ = 0;
+  std::vector<std::pair<std::string, at::Tensor>> synthesized_;
 };
 
 std::string shape_string(const std::vector<int64_t>& shape);
