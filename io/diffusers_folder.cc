@@ -41,18 +41,6 @@ std::vector<std::string> WeightSet::names() const {
   return {all.begin(), all.end()};
 }
 
-nlohmann::json read_json_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw InputError(path + ": file not found or unreadable");
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  try {
-    return nlohmann::json::parse(buffer.str());
-  } catch (const nlohmann::json::exception& e) {
-    throw InputError(path + ": not valid JSON (" + std::string(e.what()) + ")");
-  }
-}
-
 DiffusersFolder::DiffusersFolder(std::string dir) : dir_(std::move(dir)) {
   if (!fs::is_directory(dir_)) {
     throw InputError(dir_ + ": model folder not found (expected a diffusers folder with "

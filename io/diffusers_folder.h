@@ -8,6 +8,7 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "io/json_file.h"
 #include "io/safetensors.h"
 
 namespace diffsearch::io {
@@ -28,9 +29,6 @@ class WeightSet {
   std::string description_;
   std::vector<std::shared_ptr<SafetensorsFile>> files_;
 };
-
-// Reads JSON from a file; InputError naming the file when missing or malformed.
-nlohmann::json read_json_file(const std::string& path);
 
 class DiffusersFolder {
  public:

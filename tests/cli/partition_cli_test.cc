@@ -1,0 +1,102 @@
+// Runs the built `diffsearch` for the task-language subcommands (parse, grid,
+// plan) and checks their output and exit codes as a user sees them.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <string>
+
+namespace {
+
+struct Result {
+  int code;
+  std::string out;  // stdout, or stdout + stderr with merge
+};
+
+Result run(const std::string& args, bool merge_stderr = false) {
+  std::string cmd = std::string("\"") + DIFFSEARCH_BIN + "\" " + args;
+  if (merge_stderr) cmd += " 2>&1";
+  FILE* pipe = popen(cmd.c_str(), "r");
+  EXPECT_NE(pipe, nullptr);
+  std::string out;
+  std::array<char, 4096> buf{};
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) out.append(buf.data(), n);
+  const int status = pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+size_t count_lines(const std::string& s) {
+  size_t n = 0;
+  for (char c : s) n += c == '\n';
+  return n;
+}
+
+// Each run loads the whole executable (libtorch included, about a second), so
+// the checks share few runs; the grids' contents are tested in tests/partition.
+TEST(PartitionCli, GridCategoryFourHas1134Lines) {
+  const auto r = run("grid --category 4 | wc -l");
+  EXPECT_EQ(r.code, 0);
+  EXPECT_EQ(std::stoi(r.out), 1134);
+  const auto g = run("grid --category 5 --format jsonl");
+  EXPECT_EQ(g.code, 0);
+  EXPECT_GT(count_lines(g.out), 0u);
+  EXPECT_EQ(g.out.rfind("{\"category\":5,\"key\":\"sd15/ddim/20/deepcache/"
+                        "lat0.5s@NVIDIA_H100_80GB_HBM3/loss0.02\"",
+                        0),
+            0u)
+      << g.out.substr(0, 300);
+  EXPECT_EQ(run("grid --category 6", true).code, 2);
+}
+
+TEST(PartitionCli, ParsePrintsKeyAndJson) {
+  const std::string sentence =
+      "\"Generate a SD1.5 pipeline using the DPM-Solver++ with 20 steps, accelerated by T-Gate "
+      "with 1.44x speedup and precision loss not exceeding 0.02\"";
+  auto r = run("parse " + sentence);
+  EXPECT_EQ(r.code, 0);
+  EXPECT_EQ(r.out, "sd15/dpmsolver++/20/tgate/x1.44/loss0.02\n");
+  r = run("parse --json " + sentence);
+  EXPECT_EQ(r.code, 0);
+  EXPECT_EQ(r.out,
+            "{\"category\":4,\"key\":\"sd15/dpmsolver++/20/tgate/x1.44/loss0.02\",\"latency_s\":"
+            "null,\"max_score_loss\":0.02,\"methods\":[\"T-Gate\"],\"model\":\"SD1.5\","
+            "\"platform\":null,\"sampler\":\"DPM-Solver++\",\"speedup\":1.44,\"steps\":20}\n");
+}
+
+TEST(PartitionCli, BadSentenceExitsTwoWithOneLine) {
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {"\"Generate a SD9 pipeline using the DDIM sampler with 50 steps\"", "\"SD9\""},
+      {"\"Generate a SD1.5 pipeline using the Euler sampler with 50 steps\"", "\"Euler\""},
+      {"\"\"", "empty"},
+  };
+  for (const auto& [arg, word] : bad) {
+    const auto r = run("parse " + arg + " 2>&1 >/dev/null");
+    EXPECT_EQ(r.code, 2) << arg;
+    EXPECT_EQ(count_lines(r.out), 1u) << r.out;
+    EXPECT_EQ(r.out.rfind("error: ", 0), 0u) << r.out;
+    EXPECT_NE(r.out.find(word), std::string::npos) << r.out;
+  }
+}
+
+TEST(PartitionCli, PlanCategoryFour) {
+  const auto r = run("plan --grid 4 --workers 8");
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("tasks: 1134"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("method spaces: 162\n"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("baselines: 27"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("max/mean"), std::string::npos) << r.out;
+  EXPECT_EQ(run("plan --workers 8", true).code, 2);
+  EXPECT_EQ(run("plan --tasks /nonexistent/tasks.txt", true).code, 2);
+}
+
+TEST(PartitionCli, EveryHelpShowsAnExample) {
+  for (const char* sub : {"parse", "grid", "plan"}) {
+    const auto r = run(std::string(sub) + " --help");
+    EXPECT_EQ(r.code, 0) << sub;
+    EXPECT_NE(r.out.find("Example:\n  diffsearch " + std::string(sub)), std::string::npos) << r.out;
+  }
+}
+
+}  // namespace
