@@ -74,7 +74,9 @@ at::Tensor scaled_dot_attention(const at::Tensor& q, const at::Tensor& k, const 
   const int64_t bh = q.numel() / (q.size(-2) * q.size(-1));
   macs::add(2 * bh * q.size(-2) * k.size(-2) * q.size(-1));
 #if defined(TORCH_VERSION_MAJOR) && TORCH_VERSION_MAJOR >= 2
-  if (q.is_cuda() && !upcast) {
+  // The fused kernel keeps softmax statistics in fp32 itself, which is what
+  // upcast_attention asks for; diffusers' SDPA processor ignores the flag too.
+  if (q.is_cuda()) {
     return at::scaled_dot_product_attention(q, k, v, /*attn_mask=*/{}, /*dropout_p=*/0.0,
                                             /*is_causal=*/false, scale);
   }

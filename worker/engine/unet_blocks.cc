@@ -1,0 +1,201 @@
+// Loading and forward passes of the UNet's and VAE's building blocks, in the
+// operation order of diffusers so that float64 results agree to rounding.
+#include "worker/engine/unet_blocks.h"
+
+#include <cmath>
+
+#include <torch/torch.h>
+
+namespace diffsearch::engine {
+
+ResnetBlock2D ResnetBlock2D::load(Weights& w, const std::string& prefix, int64_t in, int64_t out,
+                                  int64_t temb_channels, int64_t groups, double eps,
+                                  double output_scale_factor) {
+  ResnetBlock2D r;
+  r.norm1 = GroupNorm::load(w, prefix + ".norm1", groups, in, eps);
+  r.conv1 = Conv2d::load(w, prefix + ".conv1", in, out, 3, 1, 1);
+  if (temb_channels > 0) r.time_emb_proj = Linear::load(w, prefix + ".time_emb_proj", temb_channels, out);
+  r.norm2 = GroupNorm::load(w, prefix + ".norm2", groups, out, eps);
+  r.conv2 = Conv2d::load(w, prefix + ".conv2", out, out, 3, 1, 1);
+  if (in != out) r.conv_shortcut = Conv2d::load(w, prefix + ".conv_shortcut", in, out, 1);
+  r.output_scale_factor = output_scale_factor;
+  return r;
+}
+
+at::Tensor ResnetBlock2D::operator()(const at::Tensor& x, const at::Tensor& temb_act) const {
+  at::Tensor h = conv1(at::silu(norm1(x)));
+  if (time_emb_proj.weight.defined() && temb_act.defined()) {
+    h = h + time_emb_proj(temb_act).unsqueeze(-1).unsqueeze(-1);
+  }
+  h = conv2(at::silu(norm2(h)));
+  at::Tensor out = (conv_shortcut.weight.defined() ? conv_shortcut(x) : x) + h;
+  if (output_scale_factor != 1.0) out = out / output_scale_factor;
+  return out;
+}
+
+Downsample2D Downsample2D::load(Weights& w, const std::string& prefix, int64_t channels,
+                                int64_t padding) {
+  Downsample2D d;
+  d.conv = Conv2d::load(w, prefix + ".conv", channels, channels, 3, 2, padding);
+  return d;
+}
+
+at::Tensor Downsample2D::operator()(const at::Tensor& x) const {
+  if (conv.padding == 0) return conv(at::constant_pad_nd(x, {0, 1, 0, 1}, 0));
+  return conv(x);
+}
+
+Upsample2D Upsample2D::load(Weights& w, const std::string& prefix, int64_t channels) {
+  Upsample2D u;
+  u.conv = Conv2d::load(w, prefix + ".conv", channels, channels, 3, 1, 1);
+  return u;
+}
+
+at::Tensor Upsample2D::operator()(const at::Tensor& x, const std::vector<int64_t>& size) const {
+  namespace F = torch::nn::functional;
+  auto options = F::InterpolateFuncOptions().mode(torch::kNearest);
+  if (size.empty()) {
+    options.scale_factor(std::vector<double>{2.0, 2.0});
+  } else {
+    options.size(size);
+  }
+  return conv(F::interpolate(x, options));
+}
+
+at::Tensor multi_head_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                int64_t heads, bool upcast) {
+  const int64_t batch = q.size(0);
+  const int64_t channels = q.size(2);
+  const int64_t head_dim = channels / heads;
+  auto split = [&](const at::Tensor& t) {
+    return t.reshape({batch, t.size(1), heads, head_dim}).transpose(1, 2);
+  };
+  at::Tensor out = scaled_dot_attention(split(q), split(k), split(v),
+                                        1.0 / std::sqrt(static_cast<double>(head_dim)), upcast);
+  return out.transpose(1, 2).reshape({batch, -1, channels});
+}
+
+Attention Attention::load(Weights& w, const std::string& prefix, int64_t query_dim,
+                          int64_t context_dim, int64_t heads, bool upcast, bool qkv_bias) {
+  Attention a;
+  a.to_q = Linear::load(w, prefix + ".to_q", query_dim, query_dim, qkv_bias);
+  a.to_k = Linear::load(w, prefix + ".to_k", context_dim, query_dim, qkv_bias);
+  a.to_v = Linear::load(w, prefix + ".to_v", context_dim, query_dim, qkv_bias);
+  a.to_out = Linear::load(w, prefix + ".to_out.0", query_dim, query_dim);
+  a.heads = heads;
+  a.upcast = upcast;
+  return a;
+}
+
+at::Tensor Attention::operator()(const at::Tensor& x, const at::Tensor& context) const {
+  const at::Tensor& kv = context.defined() ? context : x;
+  return to_out(multi_head_attention(to_q(x), to_k(kv), to_v(kv), heads, upcast));
+}
+
+FeedForward FeedForward::load(Weights& w, const std::string& prefix, int64_t dim) {
+  FeedForward f;
+  f.proj = Linear::load(w, prefix + ".net.0.proj", dim, 8 * dim);
+  f.out = Linear::load(w, prefix + ".net.2", 4 * dim, dim);
+  return f;
+}
+
+at::Tensor FeedForward::operator()(const at::Tensor& x) const {
+  std::vector<at::Tensor> parts = proj(x).chunk(2, -1);
+  return out(parts[0] * at::gelu(parts[1]));
+}
+
+BasicTransformerBlock BasicTransformerBlock::load(Weights& w, const std::string& prefix,
+                                                  int64_t dim, int64_t context_dim, int64_t heads,
+                                                  bool upcast) {
+  BasicTransformerBlock b;
+  // Transformer2DModel's blocks keep LayerNorm's default eps whatever norm_eps says.
+  b.norm1 = LayerNorm::load(w, prefix + ".norm1", dim, 1e-5);
+  b.attn1 = Attention::load(w, prefix + ".attn1", dim, dim, heads, upcast);
+  b.norm2 = LayerNorm::load(w, prefix + ".norm2", dim, 1e-5);
+  b.attn2 = Attention::load(w, prefix + ".attn2", dim, context_dim, heads, upcast);
+  b.norm3 = LayerNorm::load(w, prefix + ".norm3", dim, 1e-5);
+  b.ff = FeedForward::load(w, prefix + ".ff", dim);
+  return b;
+}
+
+namespace {
+
+at::Tensor hooked_attention(const Attention& attn, const at::Tensor& x, const at::Tensor& context,
+                            UNetHooks* hooks, const AttentionLocation& where) {
+  at::Tensor out;
+  if (hooks->reuse_attention(where, out)) return out;
+  out = attn(x, context);
+  hooks->attention_computed(where, out);
+  return out;
+}
+
+}  // namespace
+
+at::Tensor BasicTransformerBlock::forward(const at::Tensor& x, const at::Tensor& context,
+                                          UNetHooks* hooks, const TransformerLocation& where,
+                                          int64_t height, int64_t width) const {
+  if (hooks == nullptr) {
+    at::Tensor h = attn1(norm1(x), at::Tensor()) + x;
+    h = attn2(norm2(h), context) + h;
+    return ff(norm3(h)) + h;
+  }
+  hooks->transformer_begin(where, x, height, width);
+  using S = TokenStage;
+  at::Tensor n = hooks->merge_tokens(where, S::self_attention, norm1(x));
+  at::Tensor a = hooked_attention(attn1, n, at::Tensor(), hooks, {where, AttentionKind::self});
+  at::Tensor h = hooks->unmerge_tokens(where, S::self_attention, a) + x;
+
+  n = hooks->merge_tokens(where, S::cross_attention, norm2(h));
+  a = hooked_attention(attn2, n, context, hooks, {where, AttentionKind::cross});
+  h = hooks->unmerge_tokens(where, S::cross_attention, a) + h;
+
+  n = hooks->merge_tokens(where, S::feed_forward, norm3(h));
+  return hooks->unmerge_tokens(where, S::feed_forward, ff(n)) + h;
+}
+
+Transformer2D Transformer2D::load(Weights& w, const std::string& prefix, int64_t channels,
+                                  int64_t heads, int64_t context_dim, int64_t depth,
+                                  int64_t groups, bool linear_projection, bool upcast) {
+  Transformer2D t;
+  t.norm = GroupNorm::load(w, prefix + ".norm", groups, channels, 1e-6);
+  t.linear_projection = linear_projection;
+  if (linear_projection) {
+    t.proj_in_linear = Linear::load(w, prefix + ".proj_in", channels, channels);
+  } else {
+    t.proj_in_conv = Conv2d::load(w, prefix + ".proj_in", channels, channels, 1);
+  }
+  for (int64_t k = 0; k < depth; ++k) {
+    t.blocks.push_back(BasicTransformerBlock::load(
+        w, prefix + ".transformer_blocks." + std::to_string(k), channels, context_dim, heads, upcast));
+  }
+  if (linear_projection) {
+    t.proj_out_linear = Linear::load(w, prefix + ".proj_out", channels, channels);
+  } else {
+    t.proj_out_conv = Conv2d::load(w, prefix + ".proj_out", channels, channels, 1);
+  }
+  return t;
+}
+
+at::Tensor Transformer2D::forward(const at::Tensor& x, const at::Tensor& context,
+                                  UNetHooks* hooks, const UNetLocation& where) const {
+  const int64_t batch = x.size(0), channels = x.size(1), height = x.size(2), width = x.size(3);
+  at::Tensor h = norm(x);
+  // [B, C, H, W] -> [B, H*W, C] tokens; the projection comes before (conv) or
+  // after (linear) the reshape, as in diffusers.
+  if (linear_projection) {
+    h = proj_in_linear(h.permute({0, 2, 3, 1}).reshape({batch, height * width, channels}));
+  } else {
+    h = proj_in_conv(h).permute({0, 2, 3, 1}).reshape({batch, height * width, channels});
+  }
+  for (std::size_t k = 0; k < blocks.size(); ++k) {
+    h = blocks[k].forward(h, context, hooks, {where, static_cast<int>(k)}, height, width);
+  }
+  if (linear_projection) {
+    h = proj_out_linear(h).reshape({batch, height, width, channels}).permute({0, 3, 1, 2}).contiguous();
+  } else {
+    h = proj_out_conv(h.reshape({batch, height, width, channels}).permute({0, 3, 1, 2}).contiguous());
+  }
+  return h + x;
+}
+
+}  // namespace diffsearch::engine

@@ -1,0 +1,99 @@
+// The layers the UNet and the VAE decoder are assembled from (diffusers'
+// ResnetBlock2D, Down/Upsample2D, Attention, BasicTransformerBlock, Transformer2DModel).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+#include "worker/engine/nn.h"
+#include "worker/engine/unet_hooks.h"
+#include "worker/engine/weights.h"
+
+namespace diffsearch::engine {
+
+// norm1, SiLU, conv1, + time embedding, norm2, SiLU, conv2, + shortcut.
+struct ResnetBlock2D {
+  GroupNorm norm1, norm2;
+  Conv2d conv1, conv2;
+  Linear time_emb_proj;  // absent (weight undefined) in the VAE
+  Conv2d conv_shortcut;  // 1x1, only when the channel count changes
+  double output_scale_factor = 1.0;
+
+  // temb_channels 0: no time embedding (VAE).
+  static ResnetBlock2D load(Weights& w, const std::string& prefix, int64_t in, int64_t out,
+                            int64_t temb_channels, int64_t groups, double eps,
+                            double output_scale_factor = 1.0);
+  // temb_act: SiLU(time embedding) [B, temb_channels], computed once per
+  // forward; undefined when the block has no time embedding.
+  at::Tensor operator()(const at::Tensor& x, const at::Tensor& temb_act) const;
+};
+
+// 3x3 conv with stride 2 (padding 1; padding 0 pads right and bottom first).
+struct Downsample2D {
+  Conv2d conv;
+  static Downsample2D load(Weights& w, const std::string& prefix, int64_t channels,
+                           int64_t padding);
+  at::Tensor operator()(const at::Tensor& x) const;
+};
+
+// Nearest x2 (or to `size` when the skip shapes need it, odd inputs), then 3x3 conv.
+struct Upsample2D {
+  Conv2d conv;
+  static Upsample2D load(Weights& w, const std::string& prefix, int64_t channels);
+  at::Tensor operator()(const at::Tensor& x, const std::vector<int64_t>& size = {}) const;
+};
+
+// softmax(q k^T / sqrt(d)) v with the channels of [B, N, C] inputs split into
+// `heads` heads as diffusers splits them; returns [B, N, C].
+at::Tensor multi_head_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                int64_t heads, bool upcast);
+
+// diffusers' Attention as the transformer blocks use it (to_q/k/v without bias).
+struct Attention {
+  Linear to_q, to_k, to_v, to_out;
+  int64_t heads = 1;
+  bool upcast = false;
+  static Attention load(Weights& w, const std::string& prefix, int64_t query_dim,
+                        int64_t context_dim, int64_t heads, bool upcast, bool qkv_bias = false);
+  // context undefined: self-attention. Output after to_out, [B, N, C].
+  at::Tensor operator()(const at::Tensor& x, const at::Tensor& context) const;
+};
+
+// GEGLU feed-forward: proj to 2 * 4C, h * gelu(gate), back to C.
+struct FeedForward {
+  Linear proj, out;
+  static FeedForward load(Weights& w, const std::string& prefix, int64_t dim);
+  at::Tensor operator()(const at::Tensor& x) const;
+};
+
+struct BasicTransformerBlock {
+  LayerNorm norm1, norm2, norm3;
+  Attention attn1, attn2;
+  FeedForward ff;
+  static BasicTransformerBlock load(Weights& w, const std::string& prefix, int64_t dim,
+                                    int64_t context_dim, int64_t heads, bool upcast);
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& context, UNetHooks* hooks,
+                     const TransformerLocation& where, int64_t height, int64_t width) const;
+};
+
+// GroupNorm (eps 1e-6), proj_in (1x1 conv or linear), transformer blocks,
+// proj_out, + input.
+struct Transformer2D {
+  GroupNorm norm;
+  bool linear_projection = false;
+  Linear proj_in_linear, proj_out_linear;
+  Conv2d proj_in_conv, proj_out_conv;
+  std::vector<BasicTransformerBlock> blocks;
+
+  static Transformer2D load(Weights& w, const std::string& prefix, int64_t channels,
+                            int64_t heads, int64_t context_dim, int64_t depth, int64_t groups,
+                            bool linear_projection, bool upcast);
+  // where: this Transformer2DModel's location (module UNetModule::attention).
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& context, UNetHooks* hooks,
+                     const UNetLocation& where) const;
+};
+
+}  // namespace diffsearch::engine
