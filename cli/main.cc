@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
       "diffsearch: search, across GPUs, for the Stable Diffusion acceleration settings\n"
       "(DeepCache, ToMe, T-GATE) that meet a speed target at the least quality loss."};
   app.require_subcommand(1);
+  app.fallthrough();  // --log-level may follow the subcommand too
   app.set_version_flag("--version", "diffsearch 0.1.0");
   std::string log_level = "info";
   app.add_option("--log-level", log_level, "debug, info, warn or error")->capture_default_str();

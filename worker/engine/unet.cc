@@ -102,11 +102,17 @@ std::unique_ptr<UNet2DCondition> UNet2DCondition::load(const io::DiffusersFolder
 std::unique_ptr<UNet2DCondition> UNet2DCondition::load(const UNetConfig& config,
                                                        io::WeightSet weight_set,
                                                        const RunOptions& options) {
+  Weights w(std::move(weight_set), options);
+  return load(config, w);
+}
+
+std::unique_ptr<UNet2DCondition> UNet2DCondition::load(const UNetConfig& config, Weights& w) {
+  const RunOptions& options = w.options();
   std::unique_ptr<UNet2DCondition> unet(new UNet2DCondition());
   Impl& m = *unet->impl_;
   m.config = config;
   m.options = options;
-  Weights w(std::move(weight_set), options);
+  
   const UNetConfig& c = config;
   const auto& ch = c.block_out_channels;
   const int n = c.num_down_blocks();

@@ -27,6 +27,8 @@ class UNet2DCondition {
                                                const RunOptions& options);
   static std::unique_ptr<UNet2DCondition> load(const UNetConfig& config, io::WeightSet weights,
                                                const RunOptions& options);
+  // From Weights already made (synth-model passes synthesizing ones).
+  static std::unique_ptr<UNet2DCondition> load(const UNetConfig& config, Weights& weights);
   ~UNet2DCondition();
 
   // sample [B, in_channels, H, W]; timesteps [B], [1] or a scalar. Inputs are

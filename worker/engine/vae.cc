@@ -126,11 +126,17 @@ std::unique_ptr<VaeDecoder> VaeDecoder::load(const io::DiffusersFolder& folder,
 
 std::unique_ptr<VaeDecoder> VaeDecoder::load(const VaeConfig& config, io::WeightSet weight_set,
                                              const RunOptions& options) {
+  Weights w(std::move(weight_set), options);
+  return load(config, w);
+}
+
+std::unique_ptr<VaeDecoder> VaeDecoder::load(const VaeConfig& config, Weights& w) {
+  const RunOptions& options = w.options();
   std::unique_ptr<VaeDecoder> vae(new VaeDecoder());
   Impl& m = *vae->impl_;
   m.config = config;
   m.options = options;
-  Weights w(std::move(weight_set), options);
+  
   const auto& ch = config.block_out_channels;
   const int64_t groups = config.norm_num_groups;
   const double eps = 1e-6;  // the Decoder hard-codes it

@@ -38,6 +38,8 @@ class VaeDecoder {
                                           const RunOptions& options);
   static std::unique_ptr<VaeDecoder> load(const VaeConfig& config, io::WeightSet weights,
                                           const RunOptions& options);
+  // From Weights already made (synth-model passes synthesizing ones).
+  static std::unique_ptr<VaeDecoder> load(const VaeConfig& config, Weights& weights);
   ~VaeDecoder();
 
   // latents [B, latent_channels, h, w] as the sampler produces them: divided by

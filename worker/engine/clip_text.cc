@@ -1,0 +1,186 @@
+// CLIP text encoder forward pass: token and position embeddings, pre-norm
+// transformer layers under a causal mask, final layer norm, end-token pooling.
+#include "worker/engine/clip_text.h"
+
+#include <cmath>
+#include <limits>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "io/error.h"
+
+namespace diffsearch::engine {
+namespace {
+
+// The end token is the largest id of CLIP's vocabulary; configs written before
+// transformers PR #24773 carry a wrong eos_token_id (2), and transformers then
+// pools at the largest id instead. Both rules are kept so either config works.
+constexpr int64_t kClipEndTokenId = 49407;
+
+int64_t required_int(const nlohmann::json& j, const char* key, const std::string& source) {
+  if (!j.contains(key)) {
+    throw InputError(source + ": field '" + key +
+                     "' is missing (expected a positive integer; is this a CLIP text config?)");
+  }
+  const auto& v = j.at(key);
+  if (!v.is_number_integer() || v.get<int64_t>() <= 0) {
+    throw InputError(source + ": field '" + key + "' must be a positive integer, found " +
+                     v.dump());
+  }
+  return v.get<int64_t>();
+}
+
+int64_t optional_int(const nlohmann::json& j, const char* key, int64_t fallback,
+                     const std::string& source) {
+  if (!j.contains(key) || j.at(key).is_null()) return fallback;
+  const auto& v = j.at(key);
+  if (!v.is_number_integer()) {
+    throw InputError(source + ": field '" + key + "' must be an integer, found " + v.dump());
+  }
+  return v.get<int64_t>();
+}
+
+bool names_projection(const nlohmann::json& value) {
+  if (value.is_string()) return value.get<std::string>() == "CLIPTextModelWithProjection";
+  if (value.is_array()) {
+    for (const auto& v : value) {
+      if (names_projection(v)) return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+ClipTextConfig ClipTextConfig::from_json(const nlohmann::json& j, const std::string& source,
+                                         bool with_projection) {
+  if (!j.is_object()) throw InputError(source + ": expected a JSON object");
+  ClipTextConfig c;
+  c.hidden_size = required_int(j, "hidden_size", source);
+  c.intermediate_size = required_int(j, "intermediate_size", source);
+  c.num_attention_heads = required_int(j, "num_attention_heads", source);
+  c.num_hidden_layers = required_int(j, "num_hidden_layers", source);
+  // The remaining fields have transformers' CLIPTextConfig defaults.
+  c.max_position_embeddings = optional_int(j, "max_position_embeddings", 77, source);
+  c.vocab_size = optional_int(j, "vocab_size", 49408, source);
+  c.eos_token_id = optional_int(j, "eos_token_id", 2, source);
+  if (j.contains("hidden_act")) {
+    if (!j["hidden_act"].is_string()) {
+      throw InputError(source + ": field 'hidden_act' must be a string, found " +
+                       j["hidden_act"].dump());
+    }
+    c.hidden_act = j["hidden_act"].get<std::string>();
+  }
+  if (c.hidden_act != "quick_gelu" && c.hidden_act != "gelu") {
+    throw InputError(source + ": field 'hidden_act' is '" + c.hidden_act +
+                     "', expected 'quick_gelu' or 'gelu'");
+  }
+  if (j.contains("layer_norm_eps")) {
+    if (!j["layer_norm_eps"].is_number()) {
+      throw InputError(source + ": field 'layer_norm_eps' must be a number, found " +
+                       j["layer_norm_eps"].dump());
+    }
+    c.layer_norm_eps = j["layer_norm_eps"].get<double>();
+  }
+  if (c.hidden_size % c.num_attention_heads != 0) {
+    throw InputError(source + ": hidden_size " + std::to_string(c.hidden_size) +
+                     " is not divisible by num_attention_heads " +
+                     std::to_string(c.num_attention_heads));
+  }
+  if (with_projection) c.projection_dim = optional_int(j, "projection_dim", 512, source);
+  return c;
+}
+
+ClipTextEncoder ClipTextEncoder::load(const io::DiffusersFolder& folder,
+                                      const std::string& component, const RunOptions& options) {
+  const nlohmann::json json = folder.component_config(component);
+  const std::string source = folder.component_dir(component) + "/config.json";
+  bool with_projection = json.contains("architectures") && names_projection(json["architectures"]);
+  const auto& index = folder.model_index();
+  if (index.contains(component) && names_projection(index[component])) with_projection = true;
+  return load(ClipTextConfig::from_json(json, source, with_projection),
+              folder.component_weights(component), options);
+}
+
+ClipTextEncoder ClipTextEncoder::load(const ClipTextConfig& config, io::WeightSet weight_set,
+                                      const RunOptions& options) {
+  Weights w(std::move(weight_set), options);
+  return load(config, w);
+}
+
+ClipTextEncoder ClipTextEncoder::load(const ClipTextConfig& config, Weights& w) {
+  const RunOptions& options = w.options();
+  ClipTextEncoder e;
+  e.config_ = config;
+  e.options_ = options;
+  
+  const std::string prefix =
+      w.contains("text_model.embeddings.token_embedding.weight") ||
+              // transformers 5 saves CLIPTextModelWithProjection with the
+              // prefix and CLIPTextModel without; synthesized weights follow it.
+              (w.synthesizing() && config.projection_dim > 0)
+          ? "text_model."
+          : "";
+  const int64_t c = config.hidden_size;
+  e.token_embedding_ =
+      w.get(prefix + "embeddings.token_embedding.weight", {config.vocab_size, c});
+  e.position_embedding_ =
+      w.get(prefix + "embeddings.position_embedding.weight", {config.max_position_embeddings, c});
+  for (int64_t i = 0; i < config.num_hidden_layers; ++i) {
+    const std::string p = prefix + "encoder.layers." + std::to_string(i) + ".";
+    e.layers_.push_back(ClipEncoderLayer::load(w, p, c, config.intermediate_size,
+                                               config.num_attention_heads, config.hidden_act,
+                                               config.layer_norm_eps));
+  }
+  e.final_layer_norm_ = LayerNorm::load(w, prefix + "final_layer_norm", c, config.layer_norm_eps);
+  if (config.projection_dim > 0) {
+    e.text_projection_ =
+        Linear::load(w, "text_projection", c, config.projection_dim, /*bias=*/false);
+  }
+  return e;
+}
+
+ClipTextOutput ClipTextEncoder::forward(const at::Tensor& input_ids) const {
+  DIFFSEARCH_ASSERT(input_ids.dim() == 2);
+  const int64_t b = input_ids.size(0), t = input_ids.size(1);
+  if (t > config_.max_position_embeddings) {
+    throw InputError("text encoder: " + std::to_string(t) + " tokens given but the model has " +
+                     std::to_string(config_.max_position_embeddings) +
+                     " positions (max_position_embeddings); tokenize with truncation");
+  }
+  at::Tensor ids_cpu = input_ids.to(at::kCPU, at::kLong).contiguous();
+  if (ids_cpu.numel() > 0 &&
+      (ids_cpu.min().item<int64_t>() < 0 || ids_cpu.max().item<int64_t>() >= config_.vocab_size)) {
+    throw InputError("text encoder: token id outside the vocabulary of " +
+                     std::to_string(config_.vocab_size) +
+                     " (was the prompt tokenized with this model's tokenizer?)");
+  }
+  at::Tensor ids = ids_cpu.to(options_.device);
+  at::Tensor x = token_embedding_.index_select(0, ids.reshape({-1})).view({b, t, -1}) +
+                 position_embedding_.slice(0, 0, t).unsqueeze(0);
+  // True above the diagonal: a token never attends to later tokens.
+  at::Tensor mask = at::ones({t, t}, at::TensorOptions().dtype(at::kBool).device(options_.device))
+                        .triu(1);
+  ClipTextOutput out;
+  out.hidden_states.push_back(x);
+  for (const auto& layer : layers_) {
+    x = layer(x, mask);
+    out.hidden_states.push_back(x);
+  }
+  out.last_hidden_state = final_layer_norm_(x);
+  out.penultimate = out.hidden_states[out.hidden_states.size() - 2];
+
+  // Pooling position per sequence, on the CPU copy of the ids.
+  at::Tensor rows_max = std::get<0>(ids_cpu.max(-1));
+  const bool legacy = (rows_max == kClipEndTokenId).all().item<bool>();
+  at::Tensor where = legacy ? ids_cpu.to(at::kInt).argmax(-1)
+                            : (ids_cpu == config_.eos_token_id).to(at::kInt).argmax(-1);
+  out.pooled = out.last_hidden_state.index(
+      {at::arange(b, at::TensorOptions().dtype(at::kLong).device(options_.device)),
+       where.to(options_.device)});
+  if (text_projection_.weight.defined()) out.text_embeds = text_projection_(out.pooled);
+  return out;
+}
+
+}  // namespace diffsearch::engine

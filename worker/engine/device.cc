@@ -1,0 +1,93 @@
+// Device helpers over libtorch; the CUDA calls sit behind DIFFSEARCH_WITH_CUDA
+// so the CPU-only Debian libtorch builds too.
+#include "worker/engine/device.h"
+
+#include <sys/resource.h>
+
+#include <torch/torch.h>
+#ifdef DIFFSEARCH_WITH_CUDA
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
+
+#include "io/error.h"
+
+namespace diffsearch::engine {
+
+bool cuda_available() { return torch::cuda::is_available(); }
+
+RunOptions parse_run_options(const std::string& dtype, const std::string& device) {
+  RunOptions options;
+  if (dtype == "float32" || dtype == "fp32") options.dtype = c10::kFloat;
+  else if (dtype == "float64" || dtype == "fp64") options.dtype = c10::kDouble;
+  else if (dtype == "float16" || dtype == "fp16") options.dtype = c10::kHalf;
+  else if (dtype == "bfloat16" || dtype == "bf16") options.dtype = c10::kBFloat16;
+  else throw InputError("--dtype '" + dtype + "': expected float32, float64, float16 or bfloat16");
+
+  if (device == "cpu") {
+    options.device = c10::Device(c10::kCPU);
+  } else if (device == "cuda" || device.rfind("cuda:", 0) == 0) {
+    if (!cuda_available()) {
+      throw InputError("--device " + device +
+                       ": this libtorch has no CUDA or the machine has no GPU (use --device cpu, "
+                       "or build against PyTorch's CUDA libtorch)");
+    }
+    int index = 0;
+    if (device.size() > 5) {
+      try {
+        std::size_t used = 0;
+        index = std::stoi(device.substr(5), &used);
+        if (used != device.size() - 5 || index < 0) throw std::invalid_argument("index");
+      } catch (const std::exception&) {
+        throw InputError("--device '" + device + "': expected cuda:<index>, for example cuda:0");
+      }
+    }
+    if (index >= static_cast<int>(torch::cuda::device_count())) {
+      throw InputError("--device " + device + ": only " + std::to_string(torch::cuda::device_count()) +
+                       " CUDA device(s) visible");
+    }
+    options.device = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(index));
+  } else {
+    throw InputError("--device '" + device + "': expected cpu, cuda or cuda:<index>");
+  }
+  if (options.device.is_cpu() && (options.dtype == c10::kHalf || options.dtype == c10::kBFloat16)) {
+    throw InputError("--dtype " + dtype + " runs only on CUDA; use float32 or float64 on the CPU");
+  }
+  return options;
+}
+
+void device_synchronize(const RunOptions& options) {
+  if (options.device.is_cuda()) torch::cuda::synchronize(options.device.index());
+}
+
+void reset_peak_memory(const RunOptions& options) {
+#ifdef DIFFSEARCH_WITH_CUDA
+  if (options.device.is_cuda()) {
+    c10::cuda::CUDACachingAllocator::resetPeakStats(options.device.index());
+  }
+#endif
+}
+
+int64_t peak_memory_bytes(const RunOptions& options) {
+#ifdef DIFFSEARCH_WITH_CUDA
+  if (options.device.is_cuda()) {
+    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(options.device.index());
+    // Index 0 is StatType::AGGREGATE, whose namespace moved between 1.13 and 2.x.
+    return stats.allocated_bytes[0].peak;
+  }
+#endif
+  struct rusage usage {};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<int64_t>(usage.ru_maxrss) * 1024;
+}
+
+std::string device_name(const RunOptions& options) {
+#ifdef DIFFSEARCH_WITH_CUDA
+  if (options.device.is_cuda()) {
+    return at::cuda::getDeviceProperties(options.device.index())->name;
+  }
+#endif
+  return options.device.is_cuda() ? "cuda" : "cpu";
+}
+
+}  // namespace diffsearch::engine
