@@ -86,3 +86,21 @@ TEST(DiffusersFolder, FindsFp16VariantAndShards) {
     EXPECT_NE(std::string(e.what()).find("no safetensors weights found"), std::string::npos);
   }
 }
+
+TEST(JsonFile, PythonConstantsBecomeStrings) {
+  fs::path dir = fresh_dir("python_json");
+  write_text(dir / "scheduler_config.json",
+             R"({"lambda_min_clipped": -Infinity, "a": NaN, "b": Infinity, "text": "-Infinity NaN \" x"})");
+  nlohmann::json j = read_json_file((dir / "scheduler_config.json").string());
+  EXPECT_EQ(j["lambda_min_clipped"], "-Infinity");
+  EXPECT_EQ(j["a"], "NaN");
+  EXPECT_EQ(j["b"], "Infinity");
+  EXPECT_EQ(j["text"], "-Infinity NaN \" x");
+  write_text(dir / "broken.json", "{\"a\": ");
+  try {
+    read_json_file((dir / "broken.json").string(), "search space");
+    FAIL();
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("search space file is not valid JSON"), std::string::npos);
+  }
+}
