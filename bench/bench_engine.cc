@@ -1,0 +1,147 @@
+// Engine benchmark: one model, one sampler, batch 1 with CFG; the baseline and
+// each acceleration timed in the same process, interleaved round by round so
+// clock and thermal drift hit every variant alike. Prints a table and writes
+// JSON (speedups are ratios of medians measured in this one run).
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "io/error.h"
+#include "worker/engine/accel.h"
+#include "worker/engine/device.h"
+#include "worker/engine/nn.h"
+#include "worker/engine/pipeline.h"
+
+using namespace diffsearch;
+
+namespace {
+
+struct Variant {
+  std::string name;
+  std::vector<std::string> specs;
+  std::vector<double> times_s;
+  int64_t macs = 0;
+  int64_t peak_bytes = 0;
+};
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    std::string model, out_json = "bench_engine.json", dtype = "float16", device = "cuda";
+    std::string sampler = "ddim";
+    int steps = 50, rounds = 5, size = 0;
+    std::vector<Variant> variants = {{"baseline", {}}};
+    for (int i = 1; i < argc; ++i) {
+      std::string a = argv[i];
+      auto next = [&]() -> std::string {
+        if (i + 1 >= argc) throw InputError(a + " needs a value");
+        return argv[++i];
+      };
+      if (a == "--model") model = next();
+      else if (a == "--steps") steps = std::stoi(next());
+      else if (a == "--rounds") rounds = std::stoi(next());
+      else if (a == "--size") size = std::stoi(next());
+      else if (a == "--dtype") dtype = next();
+      else if (a == "--device") device = next();
+      else if (a == "--sampler") sampler = next();
+      else if (a == "--json") out_json = next();
+      else if (a == "--variant") {
+        // NAME=SPEC[;SPEC...]
+        std::string v = next();
+        const auto eq = v.find('=');
+        if (eq == std::string::npos) throw InputError("--variant NAME=SPEC[;SPEC]");
+        Variant var{v.substr(0, eq), {}};
+        std::string rest = v.substr(eq + 1);
+        std::size_t start = 0;
+        while (start <= rest.size()) {
+          std::size_t end = rest.find(';', start);
+          if (end == std::string::npos) end = rest.size();
+          var.specs.push_back(rest.substr(start, end - start));
+          start = end + 1;
+        }
+        variants.push_back(var);
+      } else {
+        throw InputError("unknown argument " + a);
+      }
+    }
+    if (model.empty()) throw InputError("--model DIR is required");
+    const engine::RunOptions options = engine::parse_run_options(dtype, device);
+    torch::NoGradGuard no_grad;
+    const auto load0 = std::chrono::steady_clock::now();
+    auto pipeline = engine::Pipeline::load(model, options);
+    engine::device_synchronize(options);
+    const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - load0).count();
+    const int64_t h = size > 0 ? size : pipeline->default_height();
+    const int64_t w = size > 0 ? size : pipeline->default_width();
+
+    auto run_once = [&](Variant& v, bool measure) {
+      engine::SampleRequest request;
+      request.prompts = {"a photograph of an astronaut riding a horse"};
+      request.sampler = engine::parse_sampler_kind(sampler);
+      request.steps = steps;
+      request.height = h;
+      request.width = w;
+      request.seed = 0;
+      std::unique_ptr<engine::Acceleration> acc;
+      if (!v.specs.empty()) {
+        std::vector<engine::AccelSpec> specs;
+        for (const auto& s : v.specs) specs.push_back(engine::parse_accel_spec(s));
+        acc = engine::Acceleration::create(specs, pipeline->unet(), steps, 0);
+        request.policies = acc->step_policies();
+        request.unet_hooks = acc->unet_hooks();
+      }
+      engine::macs::reset();
+      engine::reset_peak_memory(options);
+      engine::device_synchronize(options);
+      const auto t0 = std::chrono::steady_clock::now();
+      auto result = pipeline->sample(request);
+      at::Tensor images = pipeline->decode(result.latents);
+      engine::device_synchronize(options);
+      const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      if (measure) {
+        v.times_s.push_back(t);
+        v.macs = engine::macs::total();
+        v.peak_bytes = std::max(v.peak_bytes, engine::peak_memory_bytes(options));
+      }
+    };
+    for (auto& v : variants) run_once(v, false);  // warm-up of every variant
+    for (int r = 0; r < rounds; ++r) {
+      for (auto& v : variants) run_once(v, true);
+    }
+    const double base = median(variants[0].times_s);
+    nlohmann::json out = {{"device", engine::device_name(options)}, {"model", model},
+                          {"dtype", dtype}, {"steps", steps}, {"sampler", sampler},
+                          {"height", h}, {"width", w}, {"rounds", rounds}, {"load_s", load_s},
+                          {"variants", nlohmann::json::array()}};
+    std::printf("%s, %s %lldx%lld, %s %d steps, batch 1 with CFG, %d rounds (median)\n",
+                engine::device_name(options).c_str(), dtype.c_str(), static_cast<long long>(h),
+                static_cast<long long>(w), sampler.c_str(), steps, rounds);
+    std::printf("%-28s %10s %9s %12s %10s\n", "variant", "time_s", "speedup", "GMACs", "peak_GiB");
+    for (const auto& v : variants) {
+      const double t = median(v.times_s);
+      std::printf("%-28s %10.4f %8.2fx %12.1f %10.2f\n", v.name.c_str(), t, base / t, v.macs / 1e9,
+                  v.peak_bytes / 1073741824.0);
+      out["variants"].push_back({{"name", v.name}, {"specs", v.specs}, {"times_s", v.times_s},
+                                 {"median_s", t}, {"speedup", base / t}, {"macs", v.macs},
+                                 {"peak_bytes", v.peak_bytes}});
+    }
+    std::ofstream(out_json) << out.dump(2) << "\n";
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 2;
+  }
+}
