@@ -13,6 +13,7 @@
 #include "io/log/log.h"
 #include "io/png.h"
 #include "io/safetensors.h"
+#include "worker/engine/accel.h"
 #include "worker/engine/device.h"
 #include "worker/engine/pipeline.h"
 
@@ -70,10 +71,12 @@ void check_size_flag(const char* flag, int64_t value) {
 }
 
 int run_sample(const SampleArgs& a) {
-  if (!a.accel.empty()) {
-    throw InputError("--accel " + a.accel.front() +
-                     ": accelerations arrive with issue 4 (DeepCache, ToMe, T-GATE); "
-                     "run without --accel for now");
+  // Specs are checked before the model loads (all but cache_branch_id's
+  // upper bound, which waits for the UNet).
+  std::vector<engine::AccelSpec> accel_specs;
+  for (const auto& spec : a.accel) {
+    accel_specs.push_back(engine::parse_accel_spec(spec));
+    engine::complete_accel_params(accel_specs.back(), a.steps);
   }
   check_size_flag("--height", a.height);
   check_size_flag("--width", a.width);
@@ -107,6 +110,9 @@ int run_sample(const SampleArgs& a) {
   log::info("loaded " + a.model + " (" + engine::model_family_name(pipeline->family()) + ", " +
             a.dtype + " on " + a.device + ") in " +
             std::to_string(std::chrono::duration<double>(t1 - t0).count()) + " s");
+  auto accel = engine::Acceleration::create(accel_specs, pipeline->unet(), a.steps, a.seed);
+  request.unet_hooks = accel->unet_hooks();
+  request.policies = accel->step_policies();
   engine::SampleResult result = pipeline->sample(request);
   engine::device_synchronize(options);
   const auto t2 = std::chrono::steady_clock::now();
@@ -165,7 +171,10 @@ Runner setup_sample(CLI::App& sub) {
       ->capture_default_str()
       ->check(CLI::IsMember({"float32", "float64", "float16", "bfloat16"}));
   sub.add_option("--device", a->device, "cpu, cuda or cuda:I")->capture_default_str();
-  sub.add_option("--accel", a->accel, "Acceleration (repeatable; arrives with issue 4)")
+  sub.add_option("--accel", a->accel,
+                 "Acceleration METHOD[:KEY=VALUE,...], repeatable to combine: "
+                 "deepcache:cache_interval=3,cache_branch_id=0 | tome:ratio=0.5,use_rand=false | "
+                 "tgate:gate_step=10 (keys not given take the reference's defaults)")
       ->type_name("SPEC");
   sub.add_option("--save-latents", a->save_latents,
                  "Write the final latents (before the VAE) as tensor 'latents'")

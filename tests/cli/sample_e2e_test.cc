@@ -128,7 +128,7 @@ TEST(SampleCli, BadInputsExitTwoWithOneLine) {
                         "no-such-model");
   expect_one_line_error("sample --model " + sd15() + base + " --height 100", "--height 100");
   expect_one_line_error("sample --model " + sd15() + base + " --accel deepcache:i3",
-                        "--accel deepcache:i3");
+                        "deepcache:i3");
   expect_one_line_error("sample --model " + sd15() + base + " --dtype float16",
                         "float16");
   expect_one_line_error("sample --model " + sd15() + base + " --latents " + fixtures() +

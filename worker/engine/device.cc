@@ -47,6 +47,8 @@ RunOptions parse_run_options(const std::string& dtype, const std::string& device
                        " CUDA device(s) visible");
     }
     options.device = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(index));
+    // Shapes repeat for a whole search, so cuDNN's autotuned convolutions pay off.
+    at::globalContext().setBenchmarkCuDNN(true);
   } else {
     throw InputError("--device '" + device + "': expected cpu, cuda or cuda:<index>");
   }

@@ -1,0 +1,93 @@
+// `diffsearch status`: how far a search is, from its journal (readable while
+// the search writes) or its HDF5 file: units, failures, per-worker throughput.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+
+#include "cli/command.h"
+#include "io/error.h"
+#include "io/result_store.h"
+
+namespace diffsearch::cli {
+namespace {
+
+struct StatusArgs {
+  std::string results;
+  bool json = false;
+};
+
+int run_status(const StatusArgs& a) {
+  const auto contents = io::read_results(a.results);
+  std::set<std::string> ok_units, seen_units;
+  std::map<std::string, std::string> last_error;
+  struct Worker {
+    std::size_t rows = 0;
+    double first = INFINITY, last = 0, busy_s = 0;
+  };
+  std::map<std::string, Worker> workers;
+  for (const auto& r : contents.rows) {
+    seen_units.insert(r.unit_key);
+    if (r.status == "ok") ok_units.insert(r.unit_key);
+    else last_error[r.unit_key] = r.error;
+    auto& w = workers[r.host + " rank " + std::to_string(r.rank) + " " + r.device];
+    w.rows++;
+    w.first = std::min(w.first, r.started_at);
+    w.last = std::max(w.last, r.finished_at);
+    if (std::isfinite(r.finished_at - r.started_at)) w.busy_s += r.finished_at - r.started_at;
+  }
+  long long total = -1;
+  if (!contents.runs.empty()) {
+    const auto& attrs = contents.runs.back()["attributes"];
+    if (attrs.contains("units_total")) total = attrs["units_total"].get<long long>();
+  }
+  std::size_t failed_units = 0;
+  for (const auto& [unit, err] : last_error) failed_units += ok_units.count(unit) ? 0 : 1;
+  if (a.json) {
+    nlohmann::json j = {{"rows", contents.rows.size()}, {"units_ok", ok_units.size()},
+                        {"units_failed", failed_units}, {"units_total", total}, {"runs", contents.runs.size()}};
+    std::printf("%s\n", j.dump().c_str());
+    return exit_code::ok;
+  }
+  std::printf("%s: %zu rows, %zu runs%s\n", a.results.c_str(), contents.rows.size(), contents.runs.size(),
+              contents.from_journal ? " (from the journal)" : "");
+  if (total >= 0) {
+    std::printf("units: %zu/%lld ok (%.1f%%), %zu with failed attempts only\n", ok_units.size(), total,
+                total ? 100.0 * ok_units.size() / total : 100.0, failed_units);
+  } else {
+    std::printf("units: %zu ok, %zu with failed attempts only\n", ok_units.size(), failed_units);
+  }
+  std::size_t shown = 0;
+  for (const auto& [unit, err] : last_error) {
+    if (ok_units.count(unit)) continue;
+    if (shown++ == 10) {
+      std::printf("  ... %zu more\n", failed_units - 10);
+      break;
+    }
+    std::printf("  failed: %s: %s\n", unit.c_str(), err.c_str());
+  }
+  std::printf("workers:\n");
+  for (const auto& [name, w] : workers) {
+    const double span = w.last - w.first;
+    std::printf("  %-40s %6zu rows, %.2f units/s (%.0f%% busy)\n", name.c_str(), w.rows,
+                span > 0 ? w.rows / span : 0.0, span > 0 ? 100.0 * w.busy_s / span : 0.0);
+  }
+  return exit_code::ok;
+}
+
+Runner setup_status(CLI::App& sub) {
+  auto a = std::make_shared<StatusArgs>();
+  sub.add_option("results", a->results, "Results file (may be in use by a running search)")->required()
+      ->type_name("FILE");
+  sub.add_flag("--json", a->json, "One JSON object instead of text");
+  sub.footer("Example:\n  diffsearch status results.h5");
+  return [a]() { return run_status(*a); };
+}
+
+DIFFSEARCH_COMMAND("status", "Progress, failures and worker throughput of a search", setup_status);
+
+}  // namespace
+}  // namespace diffsearch::cli

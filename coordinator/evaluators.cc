@@ -1,0 +1,141 @@
+// The null and fake evaluators and the registry that picks an evaluator by
+// name; the engine's lives in the worker library and is registered by the CLI.
+#include "coordinator/evaluators.h"
+
+#include <chrono>
+#include <cmath>
+#include <stdexcept>
+#include <thread>
+
+#include "io/error.h"
+
+namespace diffsearch::coordinator {
+namespace {
+
+EvaluatorFactory& engine_factory() {
+  static EvaluatorFactory factory;
+  return factory;
+}
+
+uint64_t fnv1a(const std::string& text, uint64_t h = 1469598103934665603ull) {
+  for (unsigned char c : text) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+// A number in [0, 1) from a hash, for deterministic "measurements".
+double unit_fraction(uint64_t h) { return static_cast<double>(h >> 11) / 9007199254740992.0; }
+
+std::string folder_name(const std::string& path) {
+  std::string p = path;
+  while (!p.empty() && p.back() == '/') p.pop_back();
+  const auto slash = p.rfind('/');
+  return slash == std::string::npos ? p : p.substr(slash + 1);
+}
+
+}  // namespace
+
+worker::EvaluationRecord NullEvaluator::evaluate(const worker::MeasurementUnit& unit) {
+  worker::EvaluationRecord r;
+  r.device_name = "null";
+  r.base.clip.assign(unit.prompts.size(), 0.0);
+  r.acc.clip.assign(unit.prompts.size(), 0.0);
+  return r;
+}
+
+FakeEvaluator::FakeEvaluator(const std::string& options, int rank) : rank_(rank) {
+  std::size_t pos = 0;
+  while (pos < options.size()) {
+    std::size_t end = options.find(',', pos);
+    if (end == std::string::npos) end = options.size();
+    const std::string item = options.substr(pos, end - pos);
+    pos = end + 1;
+    if (item.empty()) continue;
+    const auto eq = item.find('=');
+    const std::string key = item.substr(0, eq);
+    const std::string value = eq == std::string::npos ? "1" : item.substr(eq + 1);
+    try {
+      if (key == "fail_rank") fail_rank_ = std::stoi(value);
+      else if (key == "fail_every") fail_every_ = std::max(1, std::stoi(value));
+      else if (key == "fail_always") fail_always_ = value != "0";
+      else if (key == "oom") oom_ = value != "0";
+      else if (key == "sleep_ms") sleep_ms_ = std::stoi(value);
+      else if (key == "hang_rank") hang_rank_ = std::stoi(value);
+      else if (key == "hang_ms") hang_ms_ = std::stoi(value);
+      else throw std::invalid_argument(key);
+    } catch (const std::exception&) {
+      throw InputError("--evaluator fake:" + options + ": bad option \"" + item +
+                       "\" (expected fail_rank=R, fail_every=N, fail_always, oom, sleep_ms=MS, hang_rank=R, hang_ms=MS)");
+    }
+  }
+}
+
+worker::EvaluationRecord FakeEvaluator::evaluate(const worker::MeasurementUnit& unit) {
+  if (sleep_ms_ > 0) std::this_thread::sleep_for(std::chrono::milliseconds(sleep_ms_));
+  if (rank_ == hang_rank_ && !hung_) {
+    hung_ = true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(hang_ms_));
+  }
+  const std::string setting = partition::setting_key(unit.setting);
+  const std::string base_id = folder_name(unit.model_dir) + "|" + partition::sampler_slug(unit.sampler) +
+                              "|" + std::to_string(unit.steps) + "|" + std::to_string(unit.height) +
+                              "|" + std::to_string(unit.seed) + "|" + std::to_string(unit.prompts.size());
+  const uint64_t h = fnv1a(setting, fnv1a(base_id));
+  if ((fail_always_ || rank_ == fail_rank_) && !unit.setting.empty() && h % fail_every_ == 0) {
+    throw std::runtime_error(oom_ ? "CUDA out of memory (fake evaluator, rank " + std::to_string(rank_) + ")"
+                                  : "fake evaluator: injected failure on rank " + std::to_string(rank_));
+  }
+  worker::EvaluationRecord r;
+  r.device_name = unit.device == "cpu" ? "cpu" : unit.device;
+  const int64_t base_macs = 1000000LL * unit.steps;
+  // Acceleration: a factor from the setting's hash in [1, 4.5), quality loss
+  // growing with it plus noise, so fronts are non-trivial.
+  const double factor = unit.setting.empty() ? 1.0 : 1.0 + 3.5 * unit_fraction(h);
+  const double loss = unit.setting.empty() ? 0.0 : 0.012 * (factor - 1.0) * unit_fraction(h * 31 + 7);
+  const size_t n = unit.prompts.size();
+  const double clip_base = 25.0 + 5.0 * unit_fraction(fnv1a(base_id));
+  r.base.macs = base_macs;
+  r.acc.macs = static_cast<int64_t>(std::llround(static_cast<double>(base_macs) / factor));
+  r.base.total_s = 0.001 * static_cast<double>(n) * unit.steps;
+  r.acc.total_s = r.base.total_s * static_cast<double>(r.acc.macs) / static_cast<double>(base_macs);
+  r.base.clip.assign(n, clip_base);
+  r.acc.clip.assign(n, clip_base * (1.0 - loss));
+  r.base.clip_mean = clip_base;
+  r.acc.clip_mean = clip_base * (1.0 - loss);
+  r.speedup = r.base.total_s / r.acc.total_s;
+  r.speedup_macs = static_cast<double>(r.base.macs) / static_cast<double>(r.acc.macs);
+  r.score_loss = (r.base.clip_mean - r.acc.clip_mean) / r.base.clip_mean;
+  r.psnr.assign(n, unit.setting.empty() ? 100.0 : 40.0 - 5.0 * factor);
+  r.ssim.assign(n, unit.setting.empty() ? 1.0 : 1.0 - 0.05 * factor);
+  r.psnr_mean = n ? r.psnr[0] : 0;
+  r.ssim_mean = n ? r.ssim[0] : 0;
+  return r;
+}
+
+void register_engine_evaluator(EvaluatorFactory factory) { engine_factory() = std::move(factory); }
+
+std::string evaluator_kind(const std::string& spec) { return spec.substr(0, spec.find(':')); }
+
+std::unique_ptr<worker::Evaluator> make_evaluator(const std::string& spec, int rank) {
+  const std::string kind = evaluator_kind(spec);
+  const std::string options = spec.size() > kind.size() ? spec.substr(kind.size() + 1) : "";
+  if (kind == "null") return std::make_unique<NullEvaluator>();
+  if (kind == "fake") return std::make_unique<FakeEvaluator>(options, rank);
+  if (kind == "engine") {
+    if (!engine_factory()) {
+      throw InputError("--evaluator engine: this diffsearch was built without the engine evaluator");
+    }
+    return engine_factory()();
+  }
+  throw InputError("--evaluator \"" + spec + "\": expected engine, null or fake[:options]");
+}
+
+bool is_out_of_memory(const std::string& message) {
+  return message.find("out of memory") != std::string::npos ||
+         message.find("OutOfMemory") != std::string::npos ||
+         message.find("CUBLAS_STATUS_ALLOC_FAILED") != std::string::npos;
+}
+
+}  // namespace diffsearch::coordinator

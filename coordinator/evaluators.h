@@ -1,0 +1,65 @@
+// Choosing the evaluator a search runs (`--evaluator engine|null|fake[:...]`):
+// the engine's, registered by the executable, and two that compute nothing,
+// for the coordinator's tests and benchmarks.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "worker/evaluator.h"
+
+namespace diffsearch::coordinator {
+
+// Returns instantly with a fixed record (speedup 1, no scores): throughput
+// benchmarks of the dispatch loop.
+class NullEvaluator : public worker::Evaluator {
+ public:
+  worker::EvaluationRecord evaluate(const worker::MeasurementUnit& unit) override;
+};
+
+// A deterministic stand-in for the engine: MACs, times and CLIP scores are
+// functions of the unit (model folder name, sampler, steps, setting, samples,
+// seed) alone, never of the rank or the batch size, so every process count
+// gives the same answers. Options (spec "fake:fail_rank=1,fail_every=3,sleep_ms=2"):
+//   fail_rank   evaluations on this rank throw for every fail_every-th unit
+//               (by a hash of the unit), to test retries elsewhere;
+//   fail_always units whose hash % fail_every == 0 throw on every rank
+//               (recorded failed after the retries);
+//   oom         failures are reported as out of memory (retried with a
+//               smaller batch);
+//   sleep_ms    sleep per evaluation;
+//   hang_rank, hang_ms  the first evaluation on that rank sleeps hang_ms
+//               (a worker past its deadline).
+class FakeEvaluator : public worker::Evaluator {
+ public:
+  FakeEvaluator(const std::string& options, int rank);
+  worker::EvaluationRecord evaluate(const worker::MeasurementUnit& unit) override;
+
+ private:
+  int rank_;
+  int fail_rank_ = -1;
+  int fail_every_ = 3;
+  bool fail_always_ = false;
+  bool oom_ = false;
+  int sleep_ms_ = 0;
+  int hang_rank_ = -1;
+  int hang_ms_ = 0;
+  bool hung_ = false;
+};
+
+using EvaluatorFactory = std::function<std::unique_ptr<worker::Evaluator>()>;
+// The executable registers the engine's factory here (cli/cmd_search.cc), so
+// this library does not link libtorch.
+void register_engine_evaluator(EvaluatorFactory factory);
+
+// "engine", "null", or "fake[:options]"; InputError for anything else.
+std::unique_ptr<worker::Evaluator> make_evaluator(const std::string& spec, int rank);
+// The kind part of a spec ("fake" for "fake:fail_rank=1").
+std::string evaluator_kind(const std::string& spec);
+
+// True when an evaluation's exception means the device ran out of memory
+// (retried with a smaller batch).
+bool is_out_of_memory(const std::string& message);
+
+}  // namespace diffsearch::coordinator

@@ -1,0 +1,87 @@
+// A search from the coordinator's side: the options, the work items planned
+// from the tasks, the configuration recorded in the results file, and the run
+// itself, in one process or under MPI (rank 0 dispatches, ranks > 0 work).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "coordinator/evaluators.h"
+#include "io/result_store.h"
+#include "partition/plan.h"
+
+namespace diffsearch::coordinator {
+
+struct SearchOptions {
+  std::vector<partition::Task> tasks;  // after --filter
+  std::string tasks_source;            // "--grid 4" or the file, for the run record
+  int samples = 32;
+  std::map<partition::Model, int> resolution;  // overrides of the defaults
+  int batch_size = 8;
+  uint64_t seed = 0;
+  nlohmann::json space_json;  // the --space file's JSON (null: defaults)
+  std::string space_source;
+  std::vector<std::string> prompts;  // cycled to `samples`
+  std::map<partition::Model, std::string> model_dirs;
+  std::string clip_dir;
+  std::string device = "cpu";  // cpu or cuda
+  std::string dtype = "float32";
+  std::string speed_measure = "wall";  // wall or macs
+  std::string out;
+  bool resume = false;
+  std::string evaluator = "engine";
+  int max_attempts = 3;
+  double unit_deadline_s = 3600;    // a worker silent longer is lost
+  double progress_interval_s = 5;
+  double journal_sync_s = 0;        // fdatasync per record (0) or per interval
+  double stop_grace_s = 60;         // on SIGTERM: wait this long for busy workers
+  nlohmann::json run_attributes = nlohmann::json::object();  // command line, versions
+};
+
+// One thing to measure: a unit of the plan, or the baseline alone (for basic
+// tasks, which are answered by it).
+struct WorkItem {
+  std::size_t space = partition::kNoSpace;  // kNoSpace: baseline item
+  uint64_t index = 0;
+  std::size_t baseline = 0;
+  std::string unit_key;
+};
+
+struct SearchPlan {
+  partition::Plan plan;
+  std::vector<WorkItem> items;  // baseline items first, then plan units
+};
+
+partition::PlanOptions plan_options(const SearchOptions& options);
+SearchPlan make_search_plan(const SearchOptions& options);
+// What determines the results (checked on --resume): tasks, space, samples,
+// batch size, seed, prompts hash, dtype, resolution, speed measure, evaluator.
+nlohmann::json search_config(const SearchOptions& options, const partition::Plan& plan);
+// The measurement a work item asks of an evaluator.
+worker::MeasurementUnit measurement_unit(const SearchOptions& options, const SearchPlan& plan,
+                                         const WorkItem& item, int batch_size, const std::string& device);
+// Evaluates one item, turning exceptions into a failed row.
+io::EvaluationRow evaluate_item(worker::Evaluator& evaluator, const SearchOptions& options,
+                                const SearchPlan& plan, std::size_t item, int batch_size,
+                                const std::string& device, int rank, bool* out_of_memory);
+
+// Runs the whole search in this process (no MPI calls). Returns an exit code:
+// 0 done, 1 some units failed, 75 interrupted (resume).
+int run_search_local(const SearchOptions& options);
+// Under MPI (MPI_Init_thread done by the caller): rank 0 dispatches and
+// writes, ranks > 0 evaluate. Every rank returns the same exit code.
+int run_search_mpi(const SearchOptions& options, int rank, int size);
+
+// The device a worker uses: cuda:<(local rank - 1) mod visible GPUs> for
+// --device cuda, from OMPI_COMM_WORLD_LOCAL_RANK or SLURM_LOCALID; else cpu.
+std::string worker_device(const std::string& device, int rank);
+
+// Installs SIGTERM/SIGINT handlers that ask the search to stop.
+void install_stop_handlers();
+bool stop_requested();
+
+}  // namespace diffsearch::coordinator

@@ -1,0 +1,544 @@
+// The results file and its journal: schema, JSON lines with fsync, replay of a
+// torn journal, atomic rebuild of the HDF5 file, configuration checks.
+#include "io/result_store.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <limits>
+#include <map>
+#include <sstream>
+
+#include "io/error.h"
+#include "io/log/log.h"
+
+namespace diffsearch::io {
+namespace {
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+bool file_exists(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0;
+}
+
+// JSON has no NaN: a number not measured travels as null.
+nlohmann::json num(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); }
+double get_num(const nlohmann::json& j, const char* key) {
+  auto it = j.find(key);
+  if (it == j.end() || !it->is_number()) return std::numeric_limits<double>::quiet_NaN();
+  return it->get<double>();
+}
+int64_t get_int(const nlohmann::json& j, const char* key) {
+  auto it = j.find(key);
+  return it == j.end() || !it->is_number() ? 0 : it->get<int64_t>();
+}
+std::string get_str(const nlohmann::json& j, const char* key) {
+  auto it = j.find(key);
+  return it == j.end() || !it->is_string() ? std::string() : it->get<std::string>();
+}
+
+Row row_values(const EvaluationRow& r) {
+  return Row{r.unit_key, r.space_key, r.baseline_key, r.model, r.sampler, r.steps, r.resolution,
+             r.methods, r.setting, r.status, r.error, r.attempt, r.num_samples, r.batch_size,
+             r.seed, r.time_base_s, r.time_acc_s, r.speedup, r.speedup_macs, r.clip_base,
+             r.clip_acc, r.score_loss, r.psnr, r.ssim, r.macs_base, r.macs_acc, r.peak_bytes,
+             r.device, r.host, r.rank, r.started_at, r.finished_at, r.run_id};
+}
+
+EvaluationRow row_from_values(const Row& v) {
+  auto s = [&](int i) { return std::get<std::string>(v[i]); };
+  auto n = [&](int i) { return std::get<int64_t>(v[i]); };
+  auto d = [&](int i) { return std::get<double>(v[i]); };
+  EvaluationRow r;
+  r.unit_key = s(0); r.space_key = s(1); r.baseline_key = s(2); r.model = s(3); r.sampler = s(4);
+  r.steps = n(5); r.resolution = n(6); r.methods = s(7); r.setting = s(8); r.status = s(9);
+  r.error = s(10); r.attempt = n(11); r.num_samples = n(12); r.batch_size = n(13); r.seed = n(14);
+  r.time_base_s = d(15); r.time_acc_s = d(16); r.speedup = d(17); r.speedup_macs = d(18);
+  r.clip_base = d(19); r.clip_acc = d(20); r.score_loss = d(21); r.psnr = d(22); r.ssim = d(23);
+  r.macs_base = n(24); r.macs_acc = n(25); r.peak_bytes = n(26); r.device = s(27); r.host = s(28);
+  r.rank = n(29); r.started_at = d(30); r.finished_at = d(31); r.run_id = s(32);
+  return r;
+}
+
+struct Journal {
+  nlohmann::json header;
+  std::vector<nlohmann::json> runs;
+  std::vector<EvaluationRow> rows;
+  std::size_t valid_bytes = 0;  // the prefix of whole, parseable lines
+  bool torn = false;
+};
+
+// A kill can leave the last line half written; only that line may be broken.
+Journal read_journal(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw InputError(path + ": cannot read the results journal");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  const std::string text = ss.str();
+  Journal journal;
+  std::size_t pos = 0;
+  int line_no = 0;
+  while (pos < text.size()) {
+    const std::size_t end = text.find('\n', pos);
+    ++line_no;
+    if (end == std::string::npos) {  // no newline: torn
+      journal.torn = true;
+      break;
+    }
+    const std::string line = text.substr(pos, end - pos);
+    nlohmann::json record;
+    try {
+      record = nlohmann::json::parse(line);
+    } catch (const std::exception&) {
+      if (end + 1 >= text.size()) {
+        journal.torn = true;
+        break;
+      }
+      throw InputError(path + ": line " + std::to_string(line_no) +
+                       " is not JSON; the journal is damaged (remove it to fall back on the HDF5 file)");
+    }
+    const std::string kind = get_str(record, "kind");
+    if (kind == "header") {
+      if (get_str(record, "format") != kResultsFormat) {
+        throw InputError(path + ": not a diffsearch results journal (format \"" +
+                         get_str(record, "format") + "\")");
+      }
+      journal.header = record;
+    } else if (kind == "run") {
+      journal.runs.push_back(record);
+    } else if (kind == "evaluation") {
+      journal.rows.push_back(EvaluationRow::from_json(record));
+    }
+    pos = end + 1;
+    journal.valid_bytes = pos;
+  }
+  if (journal.header.is_null() && !journal.rows.empty()) {
+    throw InputError(path + ": the journal has no header line");
+  }
+  return journal;
+}
+
+ResultsContents contents_from_journal(Journal&& journal) {
+  ResultsContents c;
+  c.config = journal.header.is_null() ? nlohmann::json::object() : journal.header["config"];
+  // A run is recorded when it starts and again when it ends; the last wins.
+  std::map<std::string, std::size_t> seen;
+  for (auto& r : journal.runs) {
+    const std::string id = get_str(r, "run_id");
+    auto it = seen.find(id);
+    if (it != seen.end()) {
+      c.runs[it->second]["attributes"] = r["attributes"];
+    } else {
+      seen[id] = c.runs.size();
+      c.runs.push_back({{"run_id", id}, {"attributes", r["attributes"]}});
+    }
+  }
+  c.rows = std::move(journal.rows);
+  c.from_journal = true;
+  return c;
+}
+
+ResultsContents read_h5(const std::string& path) {
+  H5File file = H5File::open(path, false);
+  if (!file.has_attribute("/", "format") || file.string_attribute("/", "format") != kResultsFormat) {
+    throw InputError(path + ": an HDF5 file, but not a diffsearch results file (no format=\"" +
+                     std::string(kResultsFormat) +
+                     "\" attribute); pass a results.h5 written by diffsearch search");
+  }
+  const std::string version = file.string_attribute("/", "version");
+  if (version != std::to_string(kResultsVersion)) {
+    throw InputError(path + ": results format version " + version + ", this diffsearch reads version " +
+                     std::to_string(kResultsVersion));
+  }
+  ResultsContents c;
+  try {
+    c.config = nlohmann::json::parse(file.string_attribute("/", "config"));
+  } catch (const nlohmann::json::exception&) {
+    throw InputError(path + ": the root attribute 'config' is not JSON");
+  }
+  for (const auto& id : file.list_group("/runs")) {
+    nlohmann::json attributes = nlohmann::json::object();
+    if (file.has_attribute("/runs/" + id, "attributes")) {
+      attributes = nlohmann::json::parse(file.string_attribute("/runs/" + id, "attributes"), nullptr, false);
+    }
+    c.runs.push_back({{"run_id", id}, {"attributes", attributes}});
+  }
+  H5Table evaluations(file, "/evaluations", evaluations_schema());
+  for (const auto& values : evaluations.read_all()) c.rows.push_back(row_from_values(values));
+  H5Table prompts(file, "/prompt_scores", prompt_scores_schema());
+  for (const auto& v : prompts.read_all()) {
+    const int64_t row = std::get<int64_t>(v[1]);
+    if (row < 0 || row >= static_cast<int64_t>(c.rows.size())) continue;
+    c.rows[row].prompts.push_back(PromptScore{std::get<int64_t>(v[2]), std::get<double>(v[3]),
+                                              std::get<double>(v[4]), std::get<double>(v[5]),
+                                              std::get<double>(v[6])});
+  }
+  return c;
+}
+
+void append_rows(H5File& file, const std::vector<EvaluationRow>& rows, std::size_t from,
+                 int64_t& prompt_rows_written) {
+  if (from >= rows.size()) return;
+  std::vector<Row> eval_rows;
+  std::vector<Row> prompt_rows;
+  for (std::size_t i = from; i < rows.size(); ++i) {
+    eval_rows.push_back(row_values(rows[i]));
+    for (const auto& p : rows[i].prompts) {
+      prompt_rows.push_back(Row{rows[i].unit_key, static_cast<int64_t>(i), p.prompt_index,
+                                p.clip_base, p.clip_acc, p.psnr, p.ssim});
+    }
+  }
+  H5Table(file, "/evaluations", evaluations_schema()).append(eval_rows);
+  H5Table(file, "/prompt_scores", prompt_scores_schema()).append(prompt_rows);
+  prompt_rows_written += static_cast<int64_t>(prompt_rows.size());
+}
+
+void write_run(H5File& file, const std::string& run_id, const nlohmann::json& attributes) {
+  const std::string group = "/runs/" + run_id;
+  file.create_group(group);
+  file.set_attribute(group, "attributes", attributes.dump());
+  for (const auto& [key, value] : attributes.items()) {
+    if (key == "attributes") continue;
+    file.set_attribute(group, key, value.is_string() ? value.get<std::string>() : value.dump());
+  }
+}
+
+void fsync_dir_of(const std::string& path) {
+  const auto slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : path.substr(0, slash + 1);
+  int fd = ::open(dir.c_str(), O_RDONLY);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
+}
+
+int64_t count_prompt_rows(const std::vector<EvaluationRow>& rows) {
+  int64_t n = 0;
+  for (const auto& r : rows) n += static_cast<int64_t>(r.prompts.size());
+  return n;
+}
+
+}  // namespace
+
+nlohmann::json EvaluationRow::to_json() const {
+  nlohmann::json j = {{"unit_key", unit_key}, {"space_key", space_key}, {"baseline_key", baseline_key},
+                      {"model", model}, {"sampler", sampler}, {"steps", steps},
+                      {"resolution", resolution}, {"methods", methods}, {"setting", setting},
+                      {"status", status}, {"error", error}, {"attempt", attempt},
+                      {"num_samples", num_samples}, {"batch_size", batch_size}, {"seed", seed},
+                      {"time_base_s", num(time_base_s)}, {"time_acc_s", num(time_acc_s)},
+                      {"speedup", num(speedup)}, {"speedup_macs", num(speedup_macs)},
+                      {"clip_base", num(clip_base)}, {"clip_acc", num(clip_acc)},
+                      {"score_loss", num(score_loss)}, {"psnr", num(psnr)}, {"ssim", num(ssim)},
+                      {"macs_base", macs_base}, {"macs_acc", macs_acc}, {"peak_bytes", peak_bytes},
+                      {"device", device}, {"host", host}, {"rank", rank},
+                      {"started_at", num(started_at)}, {"finished_at", num(finished_at)},
+                      {"run_id", run_id}};
+  nlohmann::json prompt_list = nlohmann::json::array();
+  for (const auto& p : prompts) {
+    prompt_list.push_back({p.prompt_index, num(p.clip_base), num(p.clip_acc), num(p.psnr), num(p.ssim)});
+  }
+  j["prompts"] = prompt_list;
+  return j;
+}
+
+EvaluationRow EvaluationRow::from_json(const nlohmann::json& j) {
+  EvaluationRow r;
+  r.unit_key = get_str(j, "unit_key"); r.space_key = get_str(j, "space_key");
+  r.baseline_key = get_str(j, "baseline_key"); r.model = get_str(j, "model");
+  r.sampler = get_str(j, "sampler"); r.steps = get_int(j, "steps");
+  r.resolution = get_int(j, "resolution"); r.methods = get_str(j, "methods");
+  r.setting = get_str(j, "setting"); r.status = get_str(j, "status"); r.error = get_str(j, "error");
+  r.attempt = get_int(j, "attempt"); r.num_samples = get_int(j, "num_samples");
+  r.batch_size = get_int(j, "batch_size"); r.seed = get_int(j, "seed");
+  r.time_base_s = get_num(j, "time_base_s"); r.time_acc_s = get_num(j, "time_acc_s");
+  r.speedup = get_num(j, "speedup"); r.speedup_macs = get_num(j, "speedup_macs");
+  r.clip_base = get_num(j, "clip_base"); r.clip_acc = get_num(j, "clip_acc");
+  r.score_loss = get_num(j, "score_loss"); r.psnr = get_num(j, "psnr"); r.ssim = get_num(j, "ssim");
+  r.macs_base = get_int(j, "macs_base"); r.macs_acc = get_int(j, "macs_acc");
+  r.peak_bytes = get_int(j, "peak_bytes"); r.device = get_str(j, "device");
+  r.host = get_str(j, "host"); r.rank = get_int(j, "rank");
+  r.started_at = get_num(j, "started_at"); r.finished_at = get_num(j, "finished_at");
+  r.run_id = get_str(j, "run_id");
+  if (auto it = j.find("prompts"); it != j.end() && it->is_array()) {
+    for (const auto& p : *it) {
+      if (!p.is_array() || p.size() != 5) continue;
+      auto d = [&](int i) {
+        return p[i].is_number() ? p[i].get<double>() : std::numeric_limits<double>::quiet_NaN();
+      };
+      r.prompts.push_back(PromptScore{p[0].get<int64_t>(), d(1), d(2), d(3), d(4)});
+    }
+  }
+  return r;
+}
+
+const Schema& evaluations_schema() {
+  using T = ColumnType;
+  static const Schema schema = {
+      {"unit_key", T::string},     {"space_key", T::string},    {"baseline_key", T::string},
+      {"model", T::string},        {"sampler", T::string},      {"steps", T::int64},
+      {"resolution", T::int64},    {"methods", T::string},      {"setting", T::string},
+      {"status", T::string},       {"error", T::string},        {"attempt", T::int64},
+      {"num_samples", T::int64},   {"batch_size", T::int64},    {"seed", T::int64},
+      {"time_base_s", T::float64}, {"time_acc_s", T::float64},  {"speedup", T::float64},
+      {"speedup_macs", T::float64}, {"clip_base", T::float64},  {"clip_acc", T::float64},
+      {"score_loss", T::float64},  {"psnr", T::float64},        {"ssim", T::float64},
+      {"macs_base", T::int64},     {"macs_acc", T::int64},      {"peak_bytes", T::int64},
+      {"device", T::string},       {"host", T::string},         {"rank", T::int64},
+      {"started_at", T::float64},  {"finished_at", T::float64}, {"run_id", T::string}};
+  return schema;
+}
+
+const Schema& prompt_scores_schema() {
+  using T = ColumnType;
+  static const Schema schema = {{"unit_key", T::string},   {"row", T::int64},
+                                {"prompt_index", T::int64}, {"clip_base", T::float64},
+                                {"clip_acc", T::float64},  {"psnr", T::float64},
+                                {"ssim", T::float64}};
+  return schema;
+}
+
+std::vector<std::string> config_differences(const nlohmann::json& a, const nlohmann::json& b) {
+  std::vector<std::string> fields;
+  if (!a.is_object() || !b.is_object()) {
+    if (a != b) fields.push_back("config");
+    return fields;
+  }
+  std::map<std::string, int> keys;
+  for (const auto& [k, v] : a.items()) keys[k] |= 1;
+  for (const auto& [k, v] : b.items()) keys[k] |= 2;
+  for (const auto& [k, present] : keys) {
+    if (present != 3 || a.at(k) != b.at(k)) fields.push_back(k);
+  }
+  return fields;
+}
+
+ResultsContents read_results(const std::string& path) {
+  const std::string journal_path = path + ".journal";
+  if (file_exists(journal_path)) return contents_from_journal(read_journal(journal_path));
+  return read_h5(path);
+}
+
+void write_results_h5(const std::string& path, const ResultsContents& contents) {
+  const std::string tmp = path + ".rebuild.tmp";
+  {
+    H5File file = H5File::create(tmp);
+    file.set_attribute("/", "format", kResultsFormat);
+    file.set_attribute("/", "version", kResultsVersion);
+    file.set_attribute("/", "config", contents.config.dump());
+    H5Table::create(file, "/evaluations", evaluations_schema());
+    H5Table::create(file, "/prompt_scores", prompt_scores_schema());
+    file.create_group("/runs");
+    for (const auto& run : contents.runs) {
+      write_run(file, run.at("run_id").get<std::string>(), run.at("attributes"));
+    }
+    int64_t prompt_rows = 0;
+    append_rows(file, contents.rows, 0, prompt_rows);
+    file.flush();
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    throw Error(path + ": cannot replace the results file with its rebuilt copy " + tmp);
+  }
+  fsync_dir_of(path);
+}
+
+ResultStore ResultStore::open(const std::string& path, const nlohmann::json& config, bool resume) {
+  const std::string journal_path = path + ".journal";
+  const bool have_h5 = file_exists(path);
+  const bool have_journal = file_exists(journal_path);
+  if (!resume && (have_h5 || have_journal)) {
+    throw InputError(path + ": the results file already exists; pass --resume to continue it, or "
+                            "remove it (and " + journal_path + ") to start over");
+  }
+  ResultStore store;
+  store.path_ = path;
+  store.config_ = config;
+  ResultsContents contents;
+  contents.config = config;
+  bool rebuild = true;
+  std::size_t journal_valid = 0;
+  bool journal_has_header = false;
+  if (have_journal) {
+    Journal journal = read_journal(journal_path);
+    journal_valid = journal.valid_bytes;
+    journal_has_header = !journal.header.is_null();
+    if (journal.torn) log::warn(journal_path + ": dropped a torn last line (the run was killed while writing it)");
+    if (journal_has_header) {
+      contents = contents_from_journal(std::move(journal));
+      // Still damaged or behind? The journal wins; the HDF5 copy is rebuilt.
+      if (have_h5) {
+        try {
+          ResultsContents h5 = read_h5(path);
+          rebuild = h5.rows.size() != contents.rows.size() || h5.runs.size() != contents.runs.size() ||
+                    count_prompt_rows(h5.rows) != count_prompt_rows(contents.rows);
+        } catch (const InputError& e) {
+          log::warn(std::string("rebuilding the HDF5 file from its journal: ") + e.what());
+        }
+      }
+    }
+  } else if (have_h5) {
+    contents = read_h5(path);  // InputError for non-HDF5 or another tool's file
+    rebuild = false;
+  }
+  if (resume && (have_h5 || journal_has_header)) {
+    const auto diff = config_differences(contents.config, config);
+    if (!diff.empty()) {
+      std::string fields;
+      for (const auto& f : diff) fields += (fields.empty() ? "" : ", ") + f;
+      throw InputError(path + ": --resume with a different search configuration (fields that differ: " +
+                       fields + "); rerun with the original options, or write to a new --out file");
+    }
+  }
+  contents.config = config;
+  if (rebuild) write_results_h5(path, contents);
+
+  // The journal: rewritten from the contents when missing (an HDF5 file from
+  // elsewhere), otherwise cut back to its last whole line.
+  if (!have_journal || !journal_has_header) {
+    const std::string tmp = journal_path + ".tmp";
+    {
+      std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+      out << nlohmann::json{{"kind", "header"}, {"format", kResultsFormat},
+                            {"version", kResultsVersion}, {"config", config}}
+                 .dump()
+          << "\n";
+      for (const auto& run : contents.runs) {
+        out << nlohmann::json{{"kind", "run"}, {"run_id", run["run_id"]}, {"attributes", run["attributes"]}}
+                   .dump()
+            << "\n";
+      }
+      for (const auto& row : contents.rows) {
+        nlohmann::json j = row.to_json();
+        j["kind"] = "evaluation";
+        out << j.dump() << "\n";
+      }
+      out.flush();
+      if (!out) throw Error(tmp + ": cannot write the results journal (disk full?)");
+    }
+    int fd = ::open(tmp.c_str(), O_RDONLY);
+    if (fd >= 0) {
+      ::fsync(fd);
+      ::close(fd);
+    }
+    if (std::rename(tmp.c_str(), journal_path.c_str()) != 0) {
+      throw Error(journal_path + ": cannot create the results journal");
+    }
+    fsync_dir_of(journal_path);
+  } else if (::truncate(journal_path.c_str(), static_cast<off_t>(journal_valid)) != 0) {
+    throw Error(journal_path + ": cannot cut the torn last line off the journal");
+  }
+  store.journal_fd_ = ::open(journal_path.c_str(), O_WRONLY | O_APPEND);
+  if (store.journal_fd_ < 0) throw InputError(journal_path + ": cannot open the results journal for writing");
+  store.file_ = H5File::open(path, true);
+  store.rows_ = std::move(contents.rows);
+  store.written_rows_ = store.rows_.size();
+  store.written_prompt_rows_ = count_prompt_rows(store.rows_);
+  store.last_flush_ = now_s();
+  return store;
+}
+
+ResultStore::ResultStore(ResultStore&& o) noexcept
+    : path_(std::move(o.path_)), config_(std::move(o.config_)), file_(std::move(o.file_)),
+      journal_fd_(o.journal_fd_), rows_(std::move(o.rows_)), written_rows_(o.written_rows_),
+      written_prompt_rows_(o.written_prompt_rows_), last_flush_(o.last_flush_),
+      sync_interval_s_(o.sync_interval_s_), last_sync_(o.last_sync_), unsynced_(o.unsynced_) {
+  o.journal_fd_ = -1;
+}
+
+ResultStore& ResultStore::operator=(ResultStore&& o) noexcept {
+  if (this != &o) {
+    if (journal_fd_ >= 0) ::close(journal_fd_);
+    path_ = std::move(o.path_);
+    config_ = std::move(o.config_);
+    file_ = std::move(o.file_);
+    journal_fd_ = o.journal_fd_;
+    o.journal_fd_ = -1;
+    rows_ = std::move(o.rows_);
+    written_rows_ = o.written_rows_;
+    written_prompt_rows_ = o.written_prompt_rows_;
+    last_flush_ = o.last_flush_;
+    sync_interval_s_ = o.sync_interval_s_;
+    last_sync_ = o.last_sync_;
+    unsynced_ = o.unsynced_;
+  }
+  return *this;
+}
+
+ResultStore::~ResultStore() {
+  try {
+    close();
+  } catch (const std::exception& e) {
+    log::error(std::string("closing the results file: ") + e.what());
+  }
+}
+
+void ResultStore::journal_write(const nlohmann::json& record) {
+  const std::string line = record.dump() + "\n";
+  std::size_t done = 0;
+  while (done < line.size()) {
+    const ssize_t n = ::write(journal_fd_, line.data() + done, line.size() - done);
+    if (n < 0) throw Error(journal_path() + ": cannot append to the results journal (disk full?)");
+    done += static_cast<std::size_t>(n);
+  }
+  unsynced_ = true;
+  if (sync_interval_s_ <= 0 || now_s() - last_sync_ >= sync_interval_s_) {
+    ::fdatasync(journal_fd_);
+    last_sync_ = now_s();
+    unsynced_ = false;
+  }
+}
+
+void ResultStore::begin_run(const std::string& run_id, const nlohmann::json& attributes) {
+  journal_write({{"kind", "run"}, {"run_id", run_id}, {"attributes", attributes}});
+  write_run(file_, run_id, attributes);
+  file_.flush();
+}
+
+void ResultStore::append(const EvaluationRow& row) {
+  nlohmann::json j = row.to_json();
+  j["kind"] = "evaluation";
+  journal_write(j);
+  rows_.push_back(row);
+}
+
+void ResultStore::flush() {
+  if (journal_fd_ >= 0 && unsynced_) {
+    ::fdatasync(journal_fd_);
+    last_sync_ = now_s();
+    unsynced_ = false;
+  }
+  if (!file_.is_open()) return;
+  append_rows(file_, rows_, written_rows_, written_prompt_rows_);
+  written_rows_ = rows_.size();
+  file_.flush();
+  last_flush_ = now_s();
+}
+
+void ResultStore::maybe_flush(std::size_t max_pending, double max_age_s) {
+  if (rows_.size() - written_rows_ >= max_pending ||
+      (rows_.size() > written_rows_ && now_s() - last_flush_ >= max_age_s)) {
+    flush();
+  }
+}
+
+void ResultStore::close() {
+  if (file_.is_open()) {
+    flush();
+    file_.close();
+  }
+  if (journal_fd_ >= 0) {
+    ::close(journal_fd_);
+    journal_fd_ = -1;
+  }
+}
+
+}  // namespace diffsearch::io

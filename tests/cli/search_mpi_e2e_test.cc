@@ -1,0 +1,306 @@
+// `diffsearch search` under mpirun with the fake evaluator: 2, 3 and 5
+// processes answer as one process does; a worker whose evaluations throw has
+// its units retried elsewhere; SIGKILL of every process at random moments,
+// resumed each time, ends with the uninterrupted answers; bad input refused.
+#include <gtest/gtest.h>
+#include <dirent.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <random>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "io/hdf5_table.h"
+#include "io/result_store.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+
+const char* kSpace =
+    R"({"deepcache": {"cache_interval": [2, 3, 5], "cache_branch_id": [0, 1]},
+        "tome": {"ratio": [0.3, 0.5]},
+        "tgate": {"gate_step_fraction": [0.5], "sp_interval": [1], "warm_up": [0]}})";
+
+class SearchMpiTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
+    setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
+    setenv("OMPI_MCA_rmaps_base_oversubscribe", "1", 1);
+    dir_ = fs::temp_directory_path() / ("search_mpi_e2e_" + std::to_string(getpid()) + "_" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    std::ofstream(path("space.json")) << kSpace;
+    std::ofstream tasks(path("tasks.txt"));
+    tasks << "# a slice of category 4 and a basic task\n"
+             "Generate a SD1.5 pipeline using the DDIM sampler with 20 steps\n";
+    for (const char* m : {"DeepCache", "T-Gate", "ToMe", "DeepCache and ToMe", "DeepCache, T-Gate, and ToMe"}) {
+      for (const char* x : {"1.2", "2.0", "3.0", "4.0"}) {
+        tasks << "Generate a SD1.5 pipeline using the DDIM sampler with 20 steps, accelerated by " << m << " with "
+              << x << "x speedup and precision loss not exceeding 0.02\n";
+      }
+    }
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  std::string path(const std::string& name) const { return (dir_ / name).string(); }
+
+  std::string search_args(const std::string& out, const std::string& evaluator = "fake") const {
+    return std::string(DIFFSEARCH_BIN) + " search --tasks " + path("tasks.txt") + " --space " + path("space.json") +
+           " --out " + out + " --num-samples 4 --batch-size 2 --speed-measure macs --evaluator " + evaluator +
+           " --progress-interval 1";
+  }
+  int run(const std::string& command) const {
+    const int status = std::system((command + " >> " + path("log.txt") + " 2>&1").c_str());
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  }
+  std::string mpirun(int np) const { return "mpirun --oversubscribe -np " + std::to_string(np) + " "; }
+  // search_params.json without the row numbers (where in the file a row is
+  // depends on arrival order; the answers must not).
+  std::string answers(const std::string& results) const {
+    const std::string out = results + ".params.json";
+    EXPECT_EQ(run(std::string(DIFFSEARCH_BIN) + " distill " + results + " --tasks " + path("tasks.txt") + " -o " + out), 0);
+    std::ifstream in(out);
+    auto j = nlohmann::json::parse(in);
+    for (auto& [k, v] : j.items()) {
+      if (k[0] != '_') v.erase("rows");
+    }
+    j.erase("_rows");
+    return j.dump(1);
+  }
+  std::string log_text() const {
+    std::ifstream in(path("log.txt"));
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  }
+
+  fs::path dir_;
+};
+
+TEST_F(SearchMpiTest, MpirunGivesTheAnswersOfOneProcess) {
+  ASSERT_EQ(run(search_args(path("one.h5"))), 0) << log_text();
+  const std::string expected = answers(path("one.h5"));
+  EXPECT_NE(expected.find("\"ok\""), std::string::npos);
+  for (int np : {2, 3, 5}) {
+    const std::string out = path("np" + std::to_string(np) + ".h5");
+    // A few ms per unit, so that no worker finds the work gone when it starts.
+    ASSERT_EQ(run(mpirun(np) + search_args(out, "fake:sleep_ms=10")), 0) << log_text();
+    EXPECT_EQ(answers(out), expected) << np << " processes";
+    const auto contents = diffsearch::io::read_results(out);
+    std::set<int64_t> ranks;
+    for (const auto& r : contents.rows) ranks.insert(r.rank);
+    EXPECT_EQ(ranks.size(), static_cast<std::size_t>(np - 1)) << "every worker should work";
+  }
+}
+
+TEST_F(SearchMpiTest, FailingWorkerHasItsUnitsRetriedElsewhere) {
+  ASSERT_EQ(run(search_args(path("one.h5"))), 0) << log_text();
+  const std::string out = path("faulty.h5");
+  ASSERT_EQ(run(mpirun(3) + search_args(out, "fake:fail_rank=1,fail_every=2,sleep_ms=10")), 0) << log_text();
+  const auto contents = diffsearch::io::read_results(out);
+  std::map<std::string, std::vector<const diffsearch::io::EvaluationRow*>> by_unit;
+  std::size_t failed = 0;
+  for (const auto& r : contents.rows) by_unit[r.unit_key].push_back(&r);
+  for (const auto& [key, rows] : by_unit) {
+    ASSERT_EQ(rows.back()->status, "ok") << key;
+    for (std::size_t i = 0; i + 1 < rows.size(); ++i) {
+      EXPECT_EQ(rows[i]->status, "failed");
+      EXPECT_EQ(rows[i]->rank, 1);
+      EXPECT_NE(rows[i]->error.find("injected"), std::string::npos);
+      ++failed;
+    }
+    if (rows.size() > 1) {
+      EXPECT_EQ(rows.back()->rank, 2) << key << " retried on the other worker";
+      EXPECT_EQ(rows.back()->attempt, 2);
+    }
+  }
+  EXPECT_GT(failed, 0u) << "the fault injection should have hit some units";
+  EXPECT_EQ(answers(out), answers(path("one.h5")));
+}
+
+TEST_F(SearchMpiTest, UnitPastItsDeadlineGoesToAnotherWorker) {
+  ASSERT_EQ(run(search_args(path("one.h5"))), 0) << log_text();
+  const std::string out = path("slow.h5");
+  ASSERT_EQ(run(mpirun(3) + search_args(out, "fake:hang_rank=1,hang_ms=1500,sleep_ms=10") + " --unit-deadline 0.3"), 0)
+      << log_text();
+  EXPECT_NE(log_text().find("handing it to another worker"), std::string::npos) << log_text();
+  const auto contents = diffsearch::io::read_results(out);
+  std::set<std::string> ok_units;
+  for (const auto& r : contents.rows) {
+    if (r.status == "ok") {
+      EXPECT_TRUE(ok_units.insert(r.unit_key).second) << r.unit_key << " recorded twice";
+    }
+  }
+  EXPECT_EQ(answers(out), answers(path("one.h5")));
+}
+
+// Every process of a session (mpirun and its ranks, each in its own group).
+void kill_session(pid_t sid) {
+  DIR* proc = opendir("/proc");
+  ASSERT_NE(proc, nullptr);
+  while (dirent* e = readdir(proc)) {
+    const pid_t pid = static_cast<pid_t>(std::atoi(e->d_name));
+    if (pid <= 0) continue;
+    if (getsid(pid) == sid) kill(pid, SIGKILL);
+  }
+  closedir(proc);
+}
+
+TEST_F(SearchMpiTest, KilledAtRandomMomentsAndResumedGivesTheSameAnswers) {
+  ASSERT_EQ(run(search_args(path("one.h5"))), 0) << log_text();
+  const std::string expected = answers(path("one.h5"));
+  const std::string out = path("chaos.h5");
+  std::mt19937 rng(12345);
+  int kills = 0;
+  bool finished = false;
+  int launches = 0;
+  for (int attempt = 0; launches < 24 && !finished; ++attempt, ++launches) {
+    const std::string command = mpirun(3) + search_args(out, "fake:sleep_ms=15") + (attempt > 0 ? " --resume" : "") +
+                                " >> " + path("log.txt") + " 2>&1";
+    const pid_t child = fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+      setsid();
+      execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    const int delay_ms = kills < 3 ? std::uniform_int_distribution<int>(300, 900)(rng) : 60000;
+    const auto start = std::chrono::steady_clock::now();
+    int status = 0;
+    bool exited = false;
+    while (std::chrono::steady_clock::now() - start < std::chrono::milliseconds(delay_ms)) {
+      if (waitpid(child, &status, WNOHANG) == child) {
+        exited = true;
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    if (!exited) {
+      kill_session(child);
+      waitpid(child, &status, 0);
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      kill_session(child);  // ranks that outlived mpirun
+      ++kills;
+      continue;
+    }
+    ASSERT_TRUE(WIFEXITED(status)) << log_text();
+    ASSERT_EQ(WEXITSTATUS(status), 0) << log_text();
+    finished = kills >= 3;
+    if (!finished) {
+      // Finished before the third kill: start over with a fresh file.
+      fs::remove(out);
+      fs::remove(out + ".journal");
+      kills = 0;
+      attempt = -1;  // the next run creates the file again
+    }
+  }
+  ASSERT_TRUE(finished) << "could not kill the search three times before it finished\n" << log_text();
+  const auto contents = diffsearch::io::read_results(out);
+  std::set<std::string> ok_units;
+  for (const auto& r : contents.rows) {
+    if (r.status == "ok") {
+      EXPECT_TRUE(ok_units.insert(r.unit_key).second) << r.unit_key << " recorded twice";
+    }
+  }
+  EXPECT_EQ(answers(out), expected);
+  // The HDF5 file alone (no journal) holds the same.
+  fs::remove(out + ".journal");
+  EXPECT_EQ(answers(out), expected);
+}
+
+std::size_t journal_rows(const std::string& results) {
+  std::ifstream in(results + ".journal");
+  std::string line;
+  std::size_t n = 0;
+  while (std::getline(in, line)) n += line.find("\"kind\":\"evaluation\"") != std::string::npos;
+  return n;
+}
+
+// SIGTERM (as Slurm sends it to every task before a time limit): no new work,
+// everything received written, exit 75; --resume then finishes the search.
+TEST_F(SearchMpiTest, SigtermStopsWithResumeCodeAndResumeFinishes) {
+  ASSERT_EQ(run(search_args(path("one.h5"))), 0) << log_text();
+  const std::string expected = answers(path("one.h5"));
+  for (int np : {1, 3}) {
+    const std::string out = path("term" + std::to_string(np) + ".h5");
+    const std::string command = (np > 1 ? mpirun(np) : std::string()) + search_args(out, "fake:sleep_ms=20") +
+                                " >> " + path("log.txt") + " 2>&1";
+    const pid_t child = fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+      setsid();
+      execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    const auto start = std::chrono::steady_clock::now();
+    while (journal_rows(out) < 5 && std::chrono::steady_clock::now() - start < std::chrono::seconds(30)) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    // Every diffsearch process of the session, not mpirun (which would
+    // abort the job): what srun does.
+    DIR* proc = opendir("/proc");
+    ASSERT_NE(proc, nullptr);
+    while (dirent* e = readdir(proc)) {
+      const pid_t pid = static_cast<pid_t>(std::atoi(e->d_name));
+      if (pid <= 0 || getsid(pid) != child) continue;
+      std::ifstream comm("/proc/" + std::to_string(pid) + "/comm");
+      std::string name;
+      comm >> name;
+      if (name == "diffsearch") kill(pid, SIGTERM);
+    }
+    closedir(proc);
+    int status = 0;
+    waitpid(child, &status, 0);
+    ASSERT_TRUE(WIFEXITED(status));
+    EXPECT_EQ(WEXITSTATUS(status), 75) << np << " processes\n" << log_text();
+    const std::size_t rows = journal_rows(out);
+    EXPECT_GE(rows, 5u);
+    EXPECT_LT(rows, diffsearch::io::read_results(path("one.h5")).rows.size());
+    ASSERT_EQ(run((np > 1 ? mpirun(np) : std::string()) + search_args(out) + " --resume"), 0) << log_text();
+    EXPECT_EQ(answers(out), expected);
+  }
+}
+
+TEST_F(SearchMpiTest, BadInputIsRefusedClearly) {
+  std::ofstream(path("bad_tasks.txt")) << "Generate a SD1.5 pipeline using the DDIM sampler with 20 steps\n"
+                                          "Generate a SD9 pipeline using the DDIM sampler with 20 steps\n";
+  const std::string bin = DIFFSEARCH_BIN;
+  EXPECT_EQ(run(bin + " search --tasks " + path("bad_tasks.txt") + " --out " + path("x.h5") +
+                " --evaluator fake"), 2);
+  EXPECT_NE(log_text().find("bad_tasks.txt:2"), std::string::npos) << log_text();
+  EXPECT_FALSE(fs::exists(path("x.h5")));
+
+  std::ofstream(path("models.json")) << R"({"SD1.5": "no_such_folder"})";
+  EXPECT_EQ(run(bin + " search --tasks " + path("tasks.txt") + " --models " + path("models.json") + " --clip " +
+                dir_.string() + " --out " + path("y.h5")), 2);
+  EXPECT_NE(log_text().find("no_such_folder"), std::string::npos) << log_text();
+
+  std::ofstream(path("text.h5")) << "hello";
+  EXPECT_EQ(run(bin + " distill " + path("text.h5") + " --tasks " + path("tasks.txt") + " -o " + path("p.json")), 2);
+  EXPECT_NE(log_text().find("not an HDF5 file"), std::string::npos) << log_text();
+  {
+    auto f = diffsearch::io::H5File::create(path("other.h5"));
+    f.set_attribute("/", "creator", "another tool");
+  }
+  EXPECT_EQ(run(bin + " status " + path("other.h5")), 2);
+  EXPECT_NE(log_text().find("not a diffsearch results file"), std::string::npos) << log_text();
+
+  ASSERT_EQ(run(search_args(path("r.h5"))), 0);
+  EXPECT_EQ(run(search_args(path("r.h5"))), 2) << "an existing file needs --resume";
+  EXPECT_EQ(run(search_args(path("r.h5")) + " --resume --seed 3"), 2);
+  EXPECT_NE(log_text().find("fields that differ: seed"), std::string::npos) << log_text();
+}
+
+}  // namespace

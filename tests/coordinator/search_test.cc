@@ -1,0 +1,172 @@
+// The search in one process with the fake evaluator: every unit measured once,
+// resume after a kill measures only what is missing and gives the same
+// answers, failures retried then recorded, out of memory halving the batch.
+#include "coordinator/search.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+
+#include "coordinator/distill.h"
+#include "io/error.h"
+#include "io/result_store.h"
+
+namespace diffsearch::coordinator {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::vector<partition::Task> test_tasks() {
+  std::vector<partition::Task> tasks;
+  for (const char* s : {
+           "Generate a SD1.5 pipeline using the DDIM sampler with 20 steps",
+           "Generate a SD1.5 pipeline using the DDIM sampler with 20 steps, accelerated by DeepCache with "
+           "1.5x speedup and precision loss not exceeding 0.02",
+           "Generate a SD1.5 pipeline using the DDIM sampler with 20 steps, accelerated by DeepCache with "
+           "3.0x speedup and precision loss not exceeding 0.02",
+           "Generate a SD2.1 pipeline using the DDIM sampler with 20 steps, accelerated by DeepCache and ToMe "
+           "with 2.0x speedup and precision loss not exceeding 0.02",
+           "Generate a SD2.1 pipeline using the DDIM sampler with 20 steps, accelerated by ToMe",
+       }) {
+    tasks.push_back(partition::parse_task(s));
+  }
+  return tasks;
+}
+
+class SearchTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("search_test_" + std::to_string(getpid()) + "_" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    options_.tasks = test_tasks();
+    options_.samples = 4;
+    options_.batch_size = 8;
+    options_.space_json = {{"deepcache", {{"cache_interval", {2, 3, 5}}, {"cache_branch_id", {0, 1}}}},
+                           {"tome", {{"ratio", {0.3, 0.5}}}}};
+    options_.space_source = "test space";
+    options_.prompts = {"a cat", "a dog", "a red house"};
+    options_.speed_measure = "macs";
+    options_.evaluator = "fake";
+    options_.progress_interval_s = 1000;
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  std::string out(const std::string& name) { return (dir_ / name).string(); }
+
+  fs::path dir_;
+  SearchOptions options_;
+};
+
+TEST_F(SearchTest, MeasuresEveryUnitOnceAndAnswersDeterministically) {
+  options_.out = out("r.h5");
+  const auto plan = make_search_plan(options_);
+  ASSERT_EQ(run_search_local(options_), 0);
+  const auto contents = io::read_results(options_.out);
+  ASSERT_EQ(contents.rows.size(), plan.items.size());
+  std::set<std::string> keys;
+  for (const auto& r : contents.rows) {
+    EXPECT_EQ(r.status, "ok");
+    keys.insert(r.unit_key);
+  }
+  EXPECT_EQ(keys.size(), plan.items.size());
+  const auto answers = distill(contents, options_.tasks);
+  EXPECT_EQ(distill_text(answers), distill_text(distill(io::read_results(options_.out), options_.tasks)));
+  const auto& basic = answers.at("sd15/ddim/20/basic");
+  EXPECT_EQ(basic.at("status"), "ok");
+  EXPECT_EQ(basic.at("speedup"), 1.0);
+  std::map<std::string, int> statuses;
+  for (const auto& [key, a] : answers.items()) {
+    if (key[0] == '_') continue;
+    statuses[a.at("status").get<std::string>()]++;
+    if (a.at("status") == "ok" && a.at("task").get<std::string>().find("speedup") != std::string::npos) {
+      const auto task = partition::parse_task(a.at("task").get<std::string>());
+      EXPECT_GE(a.at("speedup").get<double>(), *task.speedup);
+      EXPECT_LE(a.at("score_loss").get<double>(), task.max_score_loss);
+    }
+  }
+  EXPECT_EQ(statuses["not_measured"], 0);
+  EXPECT_EQ(statuses["failed"], 0);
+}
+
+TEST_F(SearchTest, ResumeAfterKillMeasuresOnlyWhatIsMissing) {
+  options_.out = out("full.h5");
+  ASSERT_EQ(run_search_local(options_), 0);
+  const std::string expected = distill_text(distill(io::read_results(options_.out), options_.tasks));
+
+  // The interrupted copy: the journal cut in the middle of a line, no HDF5.
+  std::ifstream in(options_.out + ".journal");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string cut = out("cut.h5");
+  std::ofstream(cut + ".journal") << text.substr(0, text.size() / 2);
+  options_.out = cut;
+  options_.resume = true;
+  ASSERT_EQ(run_search_local(options_), 0);
+  const auto contents = io::read_results(cut);
+  std::set<std::string> keys;
+  for (const auto& r : contents.rows) EXPECT_TRUE(keys.insert(r.unit_key).second) << r.unit_key << " twice";
+  EXPECT_EQ(keys.size(), make_search_plan(options_).items.size());
+  auto strip = [](nlohmann::json j) {
+    for (auto& [k, v] : j.items()) {
+      if (k[0] != '_') v.erase("rows");
+    }
+    return j.dump();
+  };
+  EXPECT_EQ(strip(nlohmann::json::parse(expected)), strip(distill(contents, options_.tasks)));
+
+  // Nothing left: a second resume measures nothing.
+  const auto before = contents.rows.size();
+  ASSERT_EQ(run_search_local(options_), 0);
+  EXPECT_EQ(io::read_results(cut).rows.size(), before);
+}
+
+TEST_F(SearchTest, ResumeWithOtherSamplesIsRefused) {
+  options_.out = out("r.h5");
+  ASSERT_EQ(run_search_local(options_), 0);
+  options_.resume = true;
+  options_.samples = 8;
+  EXPECT_THROW(run_search_local(options_), InputError);
+}
+
+TEST_F(SearchTest, FailuresAreRetriedThenRecordedFailed) {
+  options_.out = out("r.h5");
+  options_.evaluator = "fake:fail_always,fail_every=4";
+  options_.max_attempts = 2;
+  ASSERT_EQ(run_search_local(options_), 0);
+  const auto contents = io::read_results(options_.out);
+  std::map<std::string, std::vector<int64_t>> failed_attempts;
+  std::size_t ok = 0;
+  for (const auto& r : contents.rows) {
+    if (r.status == "ok") ++ok;
+    else failed_attempts[r.unit_key].push_back(r.attempt);
+  }
+  ASSERT_FALSE(failed_attempts.empty());
+  for (const auto& [key, attempts] : failed_attempts) EXPECT_EQ(attempts, (std::vector<int64_t>{1, 2})) << key;
+  EXPECT_EQ(ok + failed_attempts.size(), make_search_plan(options_).items.size());
+  const auto answers = distill(contents, options_.tasks);
+  for (const auto& [key, a] : answers.items()) {
+    if (key[0] != '_') {
+      EXPECT_NE(a.at("status"), "not_measured") << key;
+    }
+  }
+}
+
+TEST_F(SearchTest, OutOfMemoryRetriesWithSmallerBatch) {
+  options_.out = out("r.h5");
+  options_.evaluator = "fake:fail_always,oom,fail_every=5";
+  options_.max_attempts = 3;
+  ASSERT_EQ(run_search_local(options_), 0);
+  std::map<std::string, std::vector<int64_t>> batches;
+  for (const auto& r : io::read_results(options_.out).rows) {
+    if (r.status == "failed") batches[r.unit_key].push_back(r.batch_size);
+  }
+  ASSERT_FALSE(batches.empty());
+  for (const auto& [key, b] : batches) EXPECT_EQ(b, (std::vector<int64_t>{8, 4, 2})) << key;
+}
+
+}  // namespace
+}  // namespace diffsearch::coordinator

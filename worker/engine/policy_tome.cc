@@ -1,0 +1,244 @@
+// ToMe for SD: tomesd's destination windows, bipartite soft matching with
+// mean merging, and the per-block decision of compute_merge.
+#include "worker/engine/policy_tome.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/version.h>
+
+#include "io/error.h"
+#include "worker/engine/nn.h"
+
+namespace diffsearch::engine {
+
+namespace {
+
+// Index tensors made on the host reach the device without stalling the
+// host: a synchronous copy would wait for every queued kernel.
+at::Tensor to_device_async(const at::Tensor& cpu, const at::Device& device) {
+  if (device.is_cpu()) return cpu;
+  return cpu.pin_memory().to(device, /*non_blocking=*/true);
+}
+
+}  // namespace
+
+std::pair<at::Tensor, at::Tensor> token_partition_2d(int64_t w, int64_t h, int64_t sx, int64_t sy,
+                                                     const at::Tensor& dst_choice) {
+  DIFFSEARCH_ASSERT(w > 0 && h > 0 && sx > 0 && sy > 0);
+  const int64_t hsy = h / sy, wsx = w / sx;
+  std::vector<char> is_dst(static_cast<std::size_t>(h * w), 0);
+  at::Tensor choice;
+  if (dst_choice.defined()) {
+    DIFFSEARCH_ASSERT(dst_choice.numel() == hsy * wsx);
+    choice = dst_choice.to(at::kCPU, at::kLong).contiguous();
+  }
+  const int64_t* c = choice.defined() ? choice.data_ptr<int64_t>() : nullptr;
+  for (int64_t i = 0; i < hsy; ++i) {
+    for (int64_t j = 0; j < wsx; ++j) {
+      const int64_t k = c ? c[i * wsx + j] : 0;
+      DIFFSEARCH_ASSERT(k >= 0 && k < sx * sy);
+      is_dst[static_cast<std::size_t>((i * sy + k / sx) * w + j * sx + k % sx)] = 1;
+    }
+  }
+  // Destinations first, then sources, each in row-major order: the stable
+  // argsort that tomesd's -1/0 buffer gives.
+  std::vector<int64_t> dst, src;
+  for (int64_t p = 0; p < h * w; ++p) (is_dst[static_cast<std::size_t>(p)] ? dst : src).push_back(p);
+  auto as_tensor = [](const std::vector<int64_t>& v) {
+    return at::tensor(at::ArrayRef<int64_t>(v), at::TensorOptions().dtype(at::kLong));
+  };
+  return {as_tensor(dst), as_tensor(src)};
+}
+
+TokenMerge TokenMerge::match(const at::Tensor& metric, const at::Tensor& dst_pos, int64_t r) {
+  const int64_t batch = metric.size(0), n = metric.size(1), channels = metric.size(2);
+  const int64_t num_dst = dst_pos.numel(), num_src = n - num_dst;
+  DIFFSEARCH_ASSERT(num_src >= 0);
+  r = std::min(r, num_src);
+  if (r <= 0 || num_dst == 0) return {};
+
+  // Few and large operations (each small one costs more in launching than in
+  // running at these sizes): every token is scored against the destinations,
+  // the destinations' own rows go last (-inf), and one stable sort orders
+  // the tokens as [merged sources, best first | kept sources | destinations
+  // in position order]: tomesd's order, whose ties also fall to position.
+  const at::Tensor unit = metric / metric.norm(2, {-1}, /*keepdim=*/true);
+  const at::Tensor scores = at::matmul(unit, unit.index_select(1, dst_pos).transpose(-1, -2));
+  macs::add(batch * n * num_dst * channels);
+  auto [node_max, node_idx] = scores.max(-1);
+  node_max.index_fill_(1, dst_pos, -std::numeric_limits<double>::infinity());
+
+  TokenMerge m;
+  m.tokens_ = n;
+  m.r_ = r;
+  m.kept_ = n - r;
+  m.num_dst_ = num_dst;
+  m.order_ = std::get<1>(node_max.sort(/*stable=*/true, -1, /*descending=*/true));
+  m.src_to_dst_ = node_idx.gather(1, m.order_.slice(1, 0, r));
+  // Unmerging is one gather: for each original position, the merged row it
+  // comes from (its own for kept tokens, its destination's for merged ones).
+  const int64_t num_unm = num_src - r;
+  const auto longs = at::TensorOptions().dtype(at::kLong).device(metric.device());
+  const at::Tensor rows = at::cat(
+      {m.src_to_dst_ + num_unm, at::arange(n - r, longs).unsqueeze(0).expand({batch, n - r})}, 1);
+  m.map_ = at::empty({batch, n}, longs).scatter_(1, m.order_, rows);
+#if TORCH_VERSION_MAJOR < 2
+  // libtorch 1.x flags scatter_reduce as beta: merge divides by counts instead.
+  m.counts_ = at::ones({batch, num_dst}, metric.options())
+                  .scatter_add_(1, m.src_to_dst_, at::ones({batch, r}, metric.options()));
+#endif
+  return m;
+}
+
+at::Tensor TokenMerge::merge(const at::Tensor& x) const {
+  if (!active()) return x;
+  const int64_t batch = x.size(0), channels = x.size(2);
+  DIFFSEARCH_ASSERT(batch == map_.size(0) && x.size(1) == tokens_);
+  at::Tensor out = x.gather(1, order_.slice(1, r_).unsqueeze(-1).expand({batch, kept_, channels}));
+  const at::Tensor src = x.gather(1, order_.slice(1, 0, r_).unsqueeze(-1).expand({batch, r_, channels}));
+  // Each destination becomes the mean of itself and its sources.
+  at::Tensor dst = out.narrow(1, kept_ - num_dst_, num_dst_);
+  const at::Tensor index = src_to_dst_.unsqueeze(-1).expand({batch, r_, channels});
+#if TORCH_VERSION_MAJOR >= 2
+  dst.scatter_reduce_(1, index, src, "mean", /*include_self=*/true);
+#else
+  dst.scatter_add_(1, index, src);
+  dst.div_(counts_.to(x.scalar_type()).unsqueeze(-1));
+#endif
+  return out;
+}
+
+at::Tensor TokenMerge::unmerge(const at::Tensor& x) const {
+  if (!active()) return x;
+  const int64_t batch = x.size(0), channels = x.size(2);
+  DIFFSEARCH_ASSERT(batch == map_.size(0) && x.size(1) == kept_);
+  return x.gather(1, map_.unsqueeze(-1).expand({batch, tokens_, channels}));
+}
+
+TokenMerge bipartite_soft_matching_2d(const at::Tensor& metric, int64_t w, int64_t h, int64_t sx,
+                                      int64_t sy, int64_t r, const at::Tensor& dst_choice) {
+  DIFFSEARCH_ASSERT(metric.dim() == 3 && metric.size(1) == w * h);
+  if (r <= 0) return {};
+  const at::Tensor dst = token_partition_2d(w, h, sx, sy, dst_choice).first;
+  return TokenMerge::match(metric, to_device_async(dst, metric.device()), r);
+}
+
+ToMePolicy::ToMePolicy(const ToMeParams& params, uint64_t seed)
+    : params_(params),
+      seed_(seed),
+      generator_(at::make_generator<at::CPUGeneratorImpl>(seed)) {}
+
+void ToMePolicy::begin_run(const std::vector<int64_t>& timesteps) {
+  generator_ = at::make_generator<at::CPUGeneratorImpl>(seed_);
+  draws_.clear();
+}
+
+void ToMePolicy::end_step(const StepInfo& step, const at::Tensor& latents) {
+  if (step.step_index + 1 == step.num_steps) {
+    current_ = TokenMerge();
+    draws_.clear();
+  }
+}
+
+void ToMePolicy::begin_forward(const UNetForwardInfo& info) {
+  height_ = info.height;
+  width_ = info.width;
+}
+
+bool ToMePolicy::merges(TokenStage stage) const {
+  switch (stage) {
+    case TokenStage::self_attention:
+      return params_.merge_attn;
+    case TokenStage::cross_attention:
+      return params_.merge_crossattn;
+    case TokenStage::feed_forward:
+      return params_.merge_mlp;
+  }
+  return false;
+}
+
+at::Tensor ToMePolicy::fixed_destinations(int64_t w, int64_t h, const at::Tensor& like) {
+  at::Tensor& slot = fixed_[{w, h, like.device().str()}];
+  if (!slot.defined()) {
+    slot = to_device_async(token_partition_2d(w, h, params_.sx, params_.sy, at::Tensor()).first,
+                           like.device());
+  }
+  return slot;
+}
+
+at::Tensor ToMePolicy::random_destinations(int64_t w, int64_t h, const at::Tensor& like) {
+  // Many draws per copy to the device: one small copy per transformer block
+  // would cost more than the block's merging saves.
+  constexpr int64_t kDraws = 64;
+  Draws& d = draws_[{w, h, like.device().str()}];
+  if (!d.rows.defined() || d.next == d.rows.size(0)) {
+    const int64_t hsy = h / params_.sy, wsx = w / params_.sx;
+    const at::Tensor choices = at::randint(params_.sx * params_.sy, {kDraws, hsy, wsx}, generator_,
+                                           at::TensorOptions().dtype(at::kLong));
+    at::Tensor rows = at::empty({kDraws, hsy * wsx}, at::TensorOptions().dtype(at::kLong));
+    // token_partition_2d's destinations, written straight into the rows.
+    const int64_t* c = choices.data_ptr<int64_t>();
+    int64_t* out = rows.data_ptr<int64_t>();
+    std::vector<char> is_dst(static_cast<std::size_t>(w * h));
+    for (int64_t k = 0; k < kDraws; ++k, c += hsy * wsx) {
+      std::fill(is_dst.begin(), is_dst.end(), 0);
+      for (int64_t i = 0; i < hsy; ++i) {
+        for (int64_t j = 0; j < wsx; ++j) {
+          const int64_t pick = c[i * wsx + j];
+          is_dst[static_cast<std::size_t>((i * params_.sy + pick / params_.sx) * w + j * params_.sx +
+                                          pick % params_.sx)] = 1;
+        }
+      }
+      for (int64_t p = 0; p < w * h; ++p) {
+        if (is_dst[static_cast<std::size_t>(p)]) *out++ = p;
+      }
+    }
+    d.rows = to_device_async(rows, like.device());
+    d.next = 0;
+  }
+  return d.rows[d.next++];
+}
+
+void ToMePolicy::transformer_begin(const TransformerLocation& where, const at::Tensor& x,
+                                   int64_t height, int64_t width) {
+  current_ = TokenMerge();
+  if (!params_.merge_attn && !params_.merge_crossattn && !params_.merge_mlp) return;
+  const int64_t n = x.size(1);
+  // tomesd's compute_merge: the downsampling of this block from the token
+  // count, and the grid from the UNet input's size.
+  const int64_t original = (height_ > 0 ? height_ : height) * (width_ > 0 ? width_ : width);
+  const auto ds = static_cast<int64_t>(std::ceil(std::sqrt(static_cast<double>(original / n))));
+  if (ds > params_.max_downsample) return;
+  int64_t w = static_cast<int64_t>(std::ceil(static_cast<double>(width_) / static_cast<double>(ds)));
+  int64_t h = static_cast<int64_t>(std::ceil(static_cast<double>(height_) / static_cast<double>(ds)));
+  if (w * h != n) {
+    w = width;
+    h = height;
+  }
+  const auto r = static_cast<int64_t>(static_cast<double>(n) * params_.ratio);
+  if (r <= 0 || h / params_.sy == 0 || w / params_.sx == 0) return;
+  // An odd batch cannot hold both CFG halves, whose destinations must agree:
+  // tomesd turns the random choice off then.
+  const bool use_rand = params_.use_rand && x.size(0) % 2 == 0;
+  // Random destinations come from our own generator, seeded per run (tomesd
+  // forks the global CUDA/CPU RNG instead): the same seed gives the same
+  // destinations on any device.
+  const at::Tensor dst = use_rand ? random_destinations(w, h, x) : fixed_destinations(w, h, x);
+  current_ = TokenMerge::match(x, dst, r);
+}
+
+at::Tensor ToMePolicy::merge_tokens(const TransformerLocation& where, TokenStage stage,
+                                    const at::Tensor& x) {
+  return merges(stage) ? current_.merge(x) : x;
+}
+
+at::Tensor ToMePolicy::unmerge_tokens(const TransformerLocation& where, TokenStage stage,
+                                      const at::Tensor& x) {
+  return merges(stage) ? current_.unmerge(x) : x;
+}
+
+}  // namespace diffsearch::engine

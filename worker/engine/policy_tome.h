@@ -1,0 +1,124 @@
+// Token Merging for Stable Diffusion (tomesd) as a policy: bipartite soft
+// matching of each transformer block's tokens, merged before attention and
+// unmerged after.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include <ATen/core/Generator.h>
+#include <ATen/core/Tensor.h>
+
+#include "worker/engine/pipeline.h"
+#include "worker/engine/unet_hooks.h"
+
+namespace diffsearch::engine {
+
+struct ToMeParams {  // tomesd.apply_patch's defaults
+  double ratio = 0.5;
+  int64_t max_downsample = 1;
+  int64_t sx = 2;
+  int64_t sy = 2;
+  bool use_rand = true;
+  bool merge_attn = true;
+  bool merge_crossattn = false;
+  bool merge_mlp = false;
+};
+
+// One block's matching: which tokens merge into which. Built once from the
+// block input, then applied to each stage input (merge) and output (unmerge).
+class TokenMerge {
+ public:
+  TokenMerge() = default;  // merges nothing
+  bool active() const { return map_.defined(); }
+  int64_t tokens() const { return tokens_; }         // N before merging
+  int64_t merged_tokens() const { return kept_; }    // N - r after
+  // [B, N, C] -> [B, N - r, C]: the unmerged sources (best match first), then
+  // the destinations, each the mean of itself and the sources merged into it.
+  at::Tensor merge(const at::Tensor& x) const;
+  // [B, N - r, C] -> [B, N, C]: every token back in place, a merged source as
+  // a copy of its destination.
+  at::Tensor unmerge(const at::Tensor& x) const;
+
+  // The matching of metric [B, N, C] with destinations `dst_pos` [Nd] (long,
+  // ascending, on the metric's device) and every other token a source:
+  // cosine similarity, each source's best destination, the r best-scoring
+  // sources merged. r <= 0 or no destination: merges nothing.
+  static TokenMerge match(const at::Tensor& metric, const at::Tensor& dst_pos, int64_t r);
+
+ private:
+  int64_t tokens_ = 0, kept_ = 0, r_ = 0, num_dst_ = 0;
+  at::Tensor order_;       // [B, N] positions: merged sources (best first), kept sources, destinations
+  at::Tensor src_to_dst_;  // [B, r] which destination each merged source joins
+  at::Tensor map_;         // [B, N] row of the merged tensor that unmerging copies
+  at::Tensor counts_;      // [B, Nd] 1 + sources per destination (libtorch 1.x only)
+};
+
+// tomesd's split of an h x w token grid (CPU long tensors, positions in
+// row-major order): each sy x sx window of the top-left (h / sy) x (w / sx)
+// windows has one destination, the token at `dst_choice` [h / sy, w / sx] (an
+// index in [0, sx * sy), row-major in the window) or the top-left one when
+// undefined; every other token is a source. Returns {dst_pos, src_pos}, each
+// in row-major order.
+std::pair<at::Tensor, at::Tensor> token_partition_2d(int64_t w, int64_t h, int64_t sx, int64_t sy,
+                                                     const at::Tensor& dst_choice);
+
+// tomesd's bipartite_soft_matching_random2d. metric [B, N, C] with N = h * w.
+// Each sy x sx window of the top-left (h / sy) x (w / sx) windows has one
+// destination: the token at `dst_choice` [h / sy, w / sx] (an index in
+// [0, sx * sy), row-major in the window), or the top-left one when undefined.
+// The rest are sources; each takes its most similar destination (cosine), and
+// the r sources with the best scores merge. r <= 0: merges nothing.
+TokenMerge bipartite_soft_matching_2d(const at::Tensor& metric, int64_t w, int64_t h, int64_t sx,
+                                      int64_t sy, int64_t r, const at::Tensor& dst_choice);
+
+class ToMePolicy final : public UNetHooks, public StepPolicy {
+ public:
+  // `seed` seeds the generator of the random destinations (use_rand).
+  ToMePolicy(const ToMeParams& params, uint64_t seed);
+  const ToMeParams& params() const { return params_; }
+  // The matching of the transformer block that runs now (inactive when its
+  // resolution is not merged).
+  const TokenMerge& current() const { return current_; }
+
+  // StepPolicy: every run starts the generator from the seed again.
+  void begin_run(const std::vector<int64_t>& timesteps) override;
+  void end_step(const StepInfo& step, const at::Tensor& latents) override;
+
+  // UNetHooks
+  void begin_forward(const UNetForwardInfo& info) override;
+  void transformer_begin(const TransformerLocation& where, const at::Tensor& x, int64_t height,
+                         int64_t width) override;
+  at::Tensor merge_tokens(const TransformerLocation& where, TokenStage stage,
+                          const at::Tensor& x) override;
+  at::Tensor unmerge_tokens(const TransformerLocation& where, TokenStage stage,
+                            const at::Tensor& x) override;
+
+ private:
+  bool merges(TokenStage stage) const;
+  // The destinations of a w x h grid on the metric's device: the top-left
+  // ones (made once), or the next random draw.
+  at::Tensor fixed_destinations(int64_t w, int64_t h, const at::Tensor& like);
+  at::Tensor random_destinations(int64_t w, int64_t h, const at::Tensor& like);
+
+  ToMeParams params_;
+  uint64_t seed_ = 0;
+  at::Generator generator_;
+  int64_t height_ = 0, width_ = 0;  // of the UNet's input latents
+  TokenMerge current_;
+  using GridKey = std::tuple<int64_t, int64_t, std::string>;
+  std::map<GridKey, at::Tensor> fixed_;
+  // Random draws are made on the host and sent to the device many at a time
+  // ([draws, Nd] per grid), handed out one row per transformer block.
+  struct Draws {
+    at::Tensor rows;
+    int64_t next = 0;
+  };
+  std::map<GridKey, Draws> draws_;
+};
+
+}  // namespace diffsearch::engine
