@@ -206,6 +206,8 @@ struct AccelCase {
   std::string after_tgate;  // the T-GATE case whose leftover this one ran with, or ""
 };
 
+void PrintTo(const AccelCase& c, std::ostream* os) { *os << c.model << " " << c.name; }
+
 std::vector<AccelCase> all_accel_cases() {
   std::vector<AccelCase> out;
   for (const char* model : {"tiny-sd15", "tiny-sd21", "tiny-sdxl"}) {

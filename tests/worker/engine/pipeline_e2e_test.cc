@@ -26,6 +26,9 @@ struct RunCase {
   std::string name;
 };
 
+// Readable test names in ctest's listing instead of the struct's bytes.
+void PrintTo(const RunCase& c, std::ostream* os) { *os << c.model << " " << c.name; }
+
 std::vector<RunCase> all_sample_cases() {
   std::vector<RunCase> out;
   for (const char* model : {"tiny-sd15", "tiny-sd21", "tiny-sdxl"}) {
