@@ -5,11 +5,54 @@
 #include <cmath>
 #include <limits>
 
+#include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
 #include "io/error.h"
 
 namespace diffsearch::engine {
+
+ClipEncoderShape ClipEncoderShape::from_json(const nlohmann::json& j, const std::string& source,
+                                             const std::string& tower) {
+  if (!j.is_object()) throw InputError(source + ": expected a JSON object, found " + j.dump());
+  auto positive = [&](const char* key) -> int64_t {
+    if (!j.contains(key) || j.at(key).is_null()) {
+      throw InputError(source + ": field '" + key + "' is missing (expected a positive integer; is this a CLIP " +
+                       tower + " config?)");
+    }
+    const auto& v = j.at(key);
+    if (!v.is_number_integer() || v.get<int64_t>() <= 0) {
+      throw InputError(source + ": field '" + key + "' must be a positive integer, found " + v.dump());
+    }
+    return v.get<int64_t>();
+  };
+  ClipEncoderShape s;
+  s.hidden_size = positive("hidden_size");
+  s.intermediate_size = positive("intermediate_size");
+  s.num_attention_heads = positive("num_attention_heads");
+  s.num_hidden_layers = positive("num_hidden_layers");
+  if (j.contains("hidden_act")) {
+    if (!j["hidden_act"].is_string()) {
+      throw InputError(source + ": field 'hidden_act' must be a string, found " + j["hidden_act"].dump());
+    }
+    s.hidden_act = j["hidden_act"].get<std::string>();
+  }
+  if (s.hidden_act != "quick_gelu" && s.hidden_act != "gelu") {
+    throw InputError(source + ": field 'hidden_act' is '" + s.hidden_act + "', expected 'quick_gelu' or 'gelu'");
+  }
+  if (j.contains("layer_norm_eps")) {
+    if (!j["layer_norm_eps"].is_number()) {
+      throw InputError(source + ": field 'layer_norm_eps' must be a number, found " +
+                       j["layer_norm_eps"].dump());
+    }
+    s.layer_norm_eps = j["layer_norm_eps"].get<double>();
+  }
+  if (s.hidden_size % s.num_attention_heads != 0) {
+    throw InputError(source + ": hidden_size " + std::to_string(s.hidden_size) +
+                     " is not divisible by num_attention_heads " + std::to_string(s.num_attention_heads));
+  }
+  return s;
+}
 
 ClipEncoderLayer ClipEncoderLayer::load(Weights& w, const std::string& p, int64_t c,
                                         int64_t intermediate, int64_t heads,

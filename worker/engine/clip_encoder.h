@@ -6,11 +6,28 @@
 #include <string>
 
 #include <ATen/core/Tensor.h>
+#include <nlohmann/json_fwd.hpp>
 
 #include "worker/engine/nn.h"
 #include "worker/engine/weights.h"
 
 namespace diffsearch::engine {
+
+// The config fields both towers share (CLIPTextConfig, CLIPVisionConfig),
+// read and checked in one place.
+struct ClipEncoderShape {
+  int64_t hidden_size = 0;
+  int64_t intermediate_size = 0;
+  int64_t num_attention_heads = 0;
+  int64_t num_hidden_layers = 0;
+  std::string hidden_act = "quick_gelu";  // quick_gelu or gelu
+  double layer_norm_eps = 1e-5;
+
+  // `tower` ("text", "vision") goes into messages; InputError names `source`
+  // and the field.
+  static ClipEncoderShape from_json(const nlohmann::json& json, const std::string& source,
+                                    const std::string& tower);
+};
 
 struct ClipEncoderLayer {
   LayerNorm layer_norm1, layer_norm2;

@@ -18,19 +18,6 @@ namespace {
 // pools at the largest id instead. Both rules are kept so either config works.
 constexpr int64_t kClipEndTokenId = 49407;
 
-int64_t required_int(const nlohmann::json& j, const char* key, const std::string& source) {
-  if (!j.contains(key)) {
-    throw InputError(source + ": field '" + key +
-                     "' is missing (expected a positive integer; is this a CLIP text config?)");
-  }
-  const auto& v = j.at(key);
-  if (!v.is_number_integer() || v.get<int64_t>() <= 0) {
-    throw InputError(source + ": field '" + key + "' must be a positive integer, found " +
-                     v.dump());
-  }
-  return v.get<int64_t>();
-}
-
 int64_t optional_int(const nlohmann::json& j, const char* key, int64_t fallback,
                      const std::string& source) {
   if (!j.contains(key) || j.at(key).is_null()) return fallback;
@@ -55,39 +42,18 @@ bool names_projection(const nlohmann::json& value) {
 
 ClipTextConfig ClipTextConfig::from_json(const nlohmann::json& j, const std::string& source,
                                          bool with_projection) {
-  if (!j.is_object()) throw InputError(source + ": expected a JSON object");
+  const ClipEncoderShape shape = ClipEncoderShape::from_json(j, source, "text");
   ClipTextConfig c;
-  c.hidden_size = required_int(j, "hidden_size", source);
-  c.intermediate_size = required_int(j, "intermediate_size", source);
-  c.num_attention_heads = required_int(j, "num_attention_heads", source);
-  c.num_hidden_layers = required_int(j, "num_hidden_layers", source);
+  c.hidden_size = shape.hidden_size;
+  c.intermediate_size = shape.intermediate_size;
+  c.num_attention_heads = shape.num_attention_heads;
+  c.num_hidden_layers = shape.num_hidden_layers;
+  c.hidden_act = shape.hidden_act;
+  c.layer_norm_eps = shape.layer_norm_eps;
   // The remaining fields have transformers' CLIPTextConfig defaults.
   c.max_position_embeddings = optional_int(j, "max_position_embeddings", 77, source);
   c.vocab_size = optional_int(j, "vocab_size", 49408, source);
   c.eos_token_id = optional_int(j, "eos_token_id", 2, source);
-  if (j.contains("hidden_act")) {
-    if (!j["hidden_act"].is_string()) {
-      throw InputError(source + ": field 'hidden_act' must be a string, found " +
-                       j["hidden_act"].dump());
-    }
-    c.hidden_act = j["hidden_act"].get<std::string>();
-  }
-  if (c.hidden_act != "quick_gelu" && c.hidden_act != "gelu") {
-    throw InputError(source + ": field 'hidden_act' is '" + c.hidden_act +
-                     "', expected 'quick_gelu' or 'gelu'");
-  }
-  if (j.contains("layer_norm_eps")) {
-    if (!j["layer_norm_eps"].is_number()) {
-      throw InputError(source + ": field 'layer_norm_eps' must be a number, found " +
-                       j["layer_norm_eps"].dump());
-    }
-    c.layer_norm_eps = j["layer_norm_eps"].get<double>();
-  }
-  if (c.hidden_size % c.num_attention_heads != 0) {
-    throw InputError(source + ": hidden_size " + std::to_string(c.hidden_size) +
-                     " is not divisible by num_attention_heads " +
-                     std::to_string(c.num_attention_heads));
-  }
   if (with_projection) c.projection_dim = optional_int(j, "projection_dim", 512, source);
   return c;
 }

@@ -28,38 +28,17 @@ int64_t positive_int(const nlohmann::json& j, const char* key, const std::string
 }  // namespace
 
 ClipVisionConfig ClipVisionConfig::from_json(const nlohmann::json& j, const std::string& source) {
-  if (!j.is_object()) throw InputError(source + ": expected a JSON object, found " + j.dump());
+  const ClipEncoderShape shape = ClipEncoderShape::from_json(j, source, "vision");
   ClipVisionConfig c;
-  c.hidden_size = positive_int(j, "hidden_size", source, true, 0);
-  c.intermediate_size = positive_int(j, "intermediate_size", source, true, 0);
-  c.num_attention_heads = positive_int(j, "num_attention_heads", source, true, 0);
-  c.num_hidden_layers = positive_int(j, "num_hidden_layers", source, true, 0);
+  c.hidden_size = shape.hidden_size;
+  c.intermediate_size = shape.intermediate_size;
+  c.num_attention_heads = shape.num_attention_heads;
+  c.num_hidden_layers = shape.num_hidden_layers;
+  c.hidden_act = shape.hidden_act;
+  c.layer_norm_eps = shape.layer_norm_eps;
   c.image_size = positive_int(j, "image_size", source, false, 224);
   c.patch_size = positive_int(j, "patch_size", source, false, 32);
   c.num_channels = positive_int(j, "num_channels", source, false, 3);
-  if (j.contains("hidden_act")) {
-    if (!j["hidden_act"].is_string()) {
-      throw InputError(source + ": field 'hidden_act' must be a string, found " +
-                       j["hidden_act"].dump());
-    }
-    c.hidden_act = j["hidden_act"].get<std::string>();
-  }
-  if (c.hidden_act != "quick_gelu" && c.hidden_act != "gelu") {
-    throw InputError(source + ": field 'hidden_act' is '" + c.hidden_act +
-                     "', expected 'quick_gelu' or 'gelu'");
-  }
-  if (j.contains("layer_norm_eps")) {
-    if (!j["layer_norm_eps"].is_number()) {
-      throw InputError(source + ": field 'layer_norm_eps' must be a number, found " +
-                       j["layer_norm_eps"].dump());
-    }
-    c.layer_norm_eps = j["layer_norm_eps"].get<double>();
-  }
-  if (c.hidden_size % c.num_attention_heads != 0) {
-    throw InputError(source + ": hidden_size " + std::to_string(c.hidden_size) +
-                     " is not divisible by num_attention_heads " +
-                     std::to_string(c.num_attention_heads));
-  }
   if (c.image_size % c.patch_size != 0) {
     throw InputError(source + ": image_size " + std::to_string(c.image_size) +
                      " is not a multiple of patch_size " + std::to_string(c.patch_size));

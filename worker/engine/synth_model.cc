@@ -130,7 +130,7 @@ void synth_model_write(const SynthModelOptions& options, const std::string& out_
   const bool xl = options.like == "sdxl";
   uint64_t seed = options.seed;
 
-  for (const std::string suffix : {std::string(""), std::string("_2")}) {
+  for (const std::string& suffix : {std::string(""), std::string("_2")}) {
     if (!suffix.empty() && !xl) continue;
     const std::string tok = "tokenizer" + suffix;
     copy_data_file(data / "clip-bpe" / "vocab.json", out / tok / "vocab.json");
