@@ -29,6 +29,28 @@ struct Variant {
   std::vector<double> times_s;
   int64_t macs = 0;
   int64_t peak_bytes = 0;
+  // --breakdown: per round, the phases and every step (UNet + sampler), each
+  // timed between device synchronisations.
+  std::vector<nlohmann::json> breakdowns;
+};
+
+// Times each sampling step from its plan to the sampler's new latents.
+class StepTimer : public engine::StepPolicy {
+ public:
+  explicit StepTimer(const engine::RunOptions& options) : options_(options) {}
+  void plan_step(const engine::StepInfo&, engine::StepPlan&) override {
+    engine::device_synchronize(options_);
+    t0_ = std::chrono::steady_clock::now();
+  }
+  void end_step(const engine::StepInfo&, const at::Tensor&) override {
+    engine::device_synchronize(options_);
+    steps_s.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count());
+  }
+  std::vector<double> steps_s;
+
+ private:
+  engine::RunOptions options_;
+  std::chrono::steady_clock::time_point t0_;
 };
 
 double median(std::vector<double> v) {
@@ -43,6 +65,7 @@ int main(int argc, char** argv) {
     std::string model, out_json = "bench_engine.json", dtype = "float16", device = "cuda";
     std::string sampler = "ddim";
     int steps = 50, rounds = 5, size = 0;
+    bool breakdown = false;
     std::vector<Variant> variants = {{"baseline", {}, {}, 0, 0}};
     for (int i = 1; i < argc; ++i) {
       std::string a = argv[i];
@@ -58,6 +81,7 @@ int main(int argc, char** argv) {
       else if (a == "--device") device = next();
       else if (a == "--sampler") sampler = next();
       else if (a == "--json") out_json = next();
+      else if (a == "--breakdown") breakdown = true;
       else if (a == "--variant") {
         // NAME=SPEC[;SPEC...]
         std::string v = next();
@@ -107,10 +131,39 @@ int main(int argc, char** argv) {
       engine::reset_peak_memory(options);
       engine::device_synchronize(options);
       const auto t0 = std::chrono::steady_clock::now();
-      auto result = pipeline->sample(request);
-      at::Tensor images = pipeline->decode(result.latents);
-      engine::device_synchronize(options);
-      const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      auto since = [&](std::chrono::steady_clock::time_point from) {
+        engine::device_synchronize(options);
+        return std::chrono::duration<double>(std::chrono::steady_clock::now() - from).count();
+      };
+      if (breakdown) {
+        // The same work as sample() + decode(), phase by phase.
+        StepTimer timer(options);
+        std::vector<engine::StepPolicy*> policies = request.policies;
+        policies.push_back(&timer);
+        auto ta = std::chrono::steady_clock::now();
+        const auto e = pipeline->encode_prompts(request.prompts, {""}, h, w);
+        const double encode_s = since(ta);
+        ta = std::chrono::steady_clock::now();
+        at::Tensor latents = pipeline->seeded_latents(1, h, w, 0);
+        const double latents_s = since(ta);
+        auto sampler_ptr = pipeline->make_sampler(request.sampler);
+        ta = std::chrono::steady_clock::now();
+        latents = pipeline->denoise(e, latents, *sampler_ptr, steps, request.guidance_scale, policies,
+                                    request.unet_hooks);
+        const double denoise_s = since(ta);
+        ta = std::chrono::steady_clock::now();
+        at::Tensor images = pipeline->decode(latents);
+        const double decode_s = since(ta);
+        if (measure) {
+          v.breakdowns.push_back({{"encode_s", encode_s}, {"latents_s", latents_s},
+                                  {"denoise_s", denoise_s}, {"decode_s", decode_s},
+                                  {"steps_s", timer.steps_s}});
+        }
+      } else {
+        auto result = pipeline->sample(request);
+        at::Tensor images = pipeline->decode(result.latents);
+      }
+      const double t = since(t0);
       if (measure) {
         v.times_s.push_back(t);
         v.macs = engine::macs::total();
@@ -143,7 +196,27 @@ int main(int argc, char** argv) {
       out["variants"].push_back({{"name", v.name}, {"specs", v.specs}, {"times_s", v.times_s},
                                  {"median_s", t}, {"speedup", base / t},
                                  {"min_s", *std::min_element(v.times_s.begin(), v.times_s.end())}, {"macs", v.macs},
-                                 {"peak_bytes", v.peak_bytes}});
+                                 {"peak_bytes", v.peak_bytes}, {"breakdowns", v.breakdowns}});
+      if (!v.breakdowns.empty()) {
+        // Median over rounds of each phase; steps split at half the slowest.
+        auto med = [&](const char* k) {
+          std::vector<double> xs;
+          for (const auto& b : v.breakdowns) xs.push_back(b[k].get<double>());
+          return median(xs);
+        };
+        std::vector<double> all;
+        for (const auto& b : v.breakdowns) {
+          for (double x : b["steps_s"]) all.push_back(x);
+        }
+        const double cut = *std::max_element(all.begin(), all.end()) / 2;
+        std::vector<double> heavy, light;
+        for (double x : all) (x >= cut ? heavy : light).push_back(x);
+        std::printf("  encode %.2f ms, latents %.2f ms, denoise %.2f ms, decode %.2f ms; steps: %zu "
+                    "heavy median %.3f ms, %zu light median %.3f ms (per round)\n",
+                    1e3 * med("encode_s"), 1e3 * med("latents_s"), 1e3 * med("denoise_s"),
+                    1e3 * med("decode_s"), heavy.size() / v.breakdowns.size(), 1e3 * median(heavy),
+                    light.size() / v.breakdowns.size(), light.empty() ? 0.0 : 1e3 * median(light));
+      }
     }
     std::ofstream(out_json) << out.dump(2) << "\n";
     return 0;

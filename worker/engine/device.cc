@@ -4,7 +4,10 @@
 
 #include <sys/resource.h>
 
+#include <cstdlib>
+
 #include <torch/torch.h>
+#include <torch/version.h>
 #ifdef DIFFSEARCH_WITH_CUDA
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDACachingAllocator.h>
@@ -15,6 +18,29 @@
 namespace diffsearch::engine {
 
 bool cuda_available() { return torch::cuda::is_available(); }
+
+namespace {
+
+// DIFFSEARCH_SDPA=flash|efficient|cudnn|math restricts the fused attention to
+// one family of kernels (for benchmarking them against each other); unset,
+// PyTorch chooses.
+void select_attention_kernels() {
+#if defined(TORCH_VERSION_MAJOR) && TORCH_VERSION_MAJOR >= 2
+  const char* env = std::getenv("DIFFSEARCH_SDPA");
+  if (env == nullptr || *env == '\0' || std::string(env) == "default") return;
+  const std::string k = env;
+  if (k != "flash" && k != "efficient" && k != "cudnn" && k != "math") {
+    throw InputError("DIFFSEARCH_SDPA='" + k + "': expected flash, efficient, cudnn, math or default");
+  }
+  auto& ctx = at::globalContext();
+  ctx.setSDPUseFlash(k == "flash");
+  ctx.setSDPUseMemEfficient(k == "efficient");
+  ctx.setSDPUseCuDNN(k == "cudnn");
+  ctx.setSDPUseMath(true);  // the fallback for shapes the chosen kernels refuse
+#endif
+}
+
+}  // namespace
 
 RunOptions parse_run_options(const std::string& dtype, const std::string& device) {
   RunOptions options;
@@ -49,6 +75,7 @@ RunOptions parse_run_options(const std::string& dtype, const std::string& device
     options.device = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(index));
     // Shapes repeat for a whole search, so cuDNN's autotuned convolutions pay off.
     at::globalContext().setBenchmarkCuDNN(true);
+    select_attention_kernels();
   } else {
     throw InputError("--device '" + device + "': expected cpu, cuda or cuda:<index>");
   }

@@ -221,31 +221,41 @@ PromptEmbeddings Pipeline::encode_prompts(const std::vector<std::string>& prompt
 
   PromptEmbeddings e;
   torch::NoGradGuard no_grad;
+  // Positive and negative ids go through each encoder as one batch: at these
+  // sizes the encoder is bound by launching kernels, not by arithmetic.
+  const int64_t b = static_cast<int64_t>(prompts.size());
+  auto encode_both = [&](std::size_t tower, bool with_negatives) {
+    at::Tensor ids = m.tokenize(tower, prompts, e.truncated);
+    if (with_negatives) {
+      bool ignored = false;
+      ids = at::cat({ids, m.tokenize(tower, negatives, ignored)}, 0);
+    }
+    return m.towers[tower].encoder->forward(ids);
+  };
   if (m.family == ModelFamily::sd) {
-    bool ignored = false;
-    e.positive = m.towers[0].encoder->forward(m.tokenize(0, prompts, e.truncated)).last_hidden_state;
-    e.negative = m.towers[0].encoder->forward(m.tokenize(0, negatives, ignored)).last_hidden_state;
+    const at::Tensor hidden = encode_both(0, true).last_hidden_state;
+    e.positive = hidden.slice(0, 0, b);
+    e.negative = hidden.slice(0, b);
     return e;
   }
   // SDXL: hidden_states[-2] of both encoders side by side; the pooled
   // projection of the second.
+  const bool zero_negatives = none_given && m.force_zeros_for_empty_prompt;
   std::vector<at::Tensor> pos, neg;
   for (std::size_t i = 0; i < m.towers.size(); ++i) {
-    ClipTextOutput out = m.towers[i].encoder->forward(m.tokenize(i, prompts, e.truncated));
-    pos.push_back(out.penultimate);
-    if (out.text_embeds.defined()) e.positive_pooled = out.text_embeds;
+    const ClipTextOutput out = encode_both(i, !zero_negatives);
+    pos.push_back(out.penultimate.slice(0, 0, b));
+    if (!zero_negatives) neg.push_back(out.penultimate.slice(0, b));
+    if (out.text_embeds.defined()) {
+      e.positive_pooled = out.text_embeds.slice(0, 0, b);
+      if (!zero_negatives) e.negative_pooled = out.text_embeds.slice(0, b);
+    }
   }
   e.positive = at::cat(pos, -1);
-  if (none_given && m.force_zeros_for_empty_prompt) {
+  if (zero_negatives) {
     e.negative = at::zeros_like(e.positive);
     e.negative_pooled = at::zeros_like(e.positive_pooled);
   } else {
-    bool ignored = false;
-    for (std::size_t i = 0; i < m.towers.size(); ++i) {
-      ClipTextOutput out = m.towers[i].encoder->forward(m.tokenize(i, negatives, ignored));
-      neg.push_back(out.penultimate);
-      if (out.text_embeds.defined()) e.negative_pooled = out.text_embeds;
-    }
     e.negative = at::cat(neg, -1);
   }
   // Original size = target size = the requested one, no crop (the defaults
