@@ -1,0 +1,45 @@
+// Turning untrusted text (task sentences, prompts, device names, paths) and
+// numbers into pieces of generated files: Python literals, comment text,
+// Markdown table cells, URLs and shell words. Every result is pure ASCII and
+// free of line breaks, so no input can end a literal or a comment early.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace diffsearch::codegen {
+
+// A Python str literal that evaluates to `utf8`: single-quoted, printable
+// ASCII kept, quotes and backslashes escaped, \n \r \t, other characters as
+// \xNN, \uNNNN or \UNNNNNNNN. Bytes that are not valid UTF-8 become \udcNN,
+// Python's surrogateescape spelling of the raw byte.
+std::string py_str(const std::string& utf8);
+
+// The same escapes without quotes (a quote stays as it is): text for a
+// '#' comment or a plain-text note, on one line whatever the input.
+std::string comment_text(const std::string& utf8);
+
+// comment_text with Markdown's punctuation backslash-escaped: one table cell.
+std::string md_cell(const std::string& utf8);
+
+// Percent-encoding of everything but A-Z a-z 0-9 - . _ ~ (Markdown links).
+std::string url_path(const std::string& text);
+
+// A POSIX shell word: unquoted when it holds only [A-Za-z0-9@%+=:,./_-],
+// else single-quoted ('\'' for a quote). Not one line: pass it on through
+// comment_text before it lands in a comment.
+std::string sh_word(const std::string& text);
+
+// Python numbers: the shortest text that reads back to the same double
+// ("2.0", "0.3", "1e-05"); float('nan'), float('inf'), -float('inf').
+std::string py_float(double value);
+std::string py_int(std::int64_t value);
+std::string py_bool(bool value);
+// A JSON scalar as a Python literal (None, True/False, int, float, str); a
+// JSON object as a dict literal with its keys in sorted order. Arrays are
+// refused (DIFFSEARCH_ASSERT): settings hold none.
+std::string py_value(const nlohmann::json& value);
+
+}  // namespace diffsearch::codegen
