@@ -18,6 +18,7 @@
 #include "io/prompts.h"
 #include "partition/grid.h"
 #include "partition/search_space.h"
+#include "partition/shard.h"
 #include "worker/evaluator.h"
 
 namespace diffsearch::cli {
@@ -27,6 +28,7 @@ struct SearchArgs {
   std::string tasks_file;
   int grid = 0;
   std::string filter;
+  std::string shard;
   std::string models_file;
   std::string clip_dir;
   std::string out;
@@ -44,7 +46,7 @@ struct SearchArgs {
   int max_attempts = 3;
   double unit_deadline_s = 3600;
   double progress_interval_s = 5;
-  double journal_sync_s = 0;
+  double journal_sync_s = 0.05;
   std::vector<std::string> argv;
 };
 
@@ -118,6 +120,7 @@ coordinator::SearchOptions build_options(const SearchArgs& a) {
   }
   if (tasks.empty()) throw InputError(o.tasks_source + ": no tasks to search");
   o.tasks = tasks;
+  if (!a.shard.empty()) o.shard = partition::parse_shard(a.shard);
   o.samples = a.num_samples;
   o.resolution = parse_resolutions(a.resolutions);
   o.batch_size = a.batch_size;
@@ -198,6 +201,9 @@ Runner setup_search(CLI::App& sub) {
   auto grid = sub.add_option("--grid", a->grid, "Search category C's grid (1-5)")->type_name("C")->check(CLI::Range(1, 5));
   grid->excludes(tasks);
   sub.add_option("--filter", a->filter, "Keep the tasks whose canonical key contains EXPR")->type_name("EXPR");
+  sub.add_option("--shard", a->shard,
+                 "Measure only shard I (0 to K-1) of K: whole baseline groups, for job arrays (diffsearch merge joins them)")
+      ->type_name("I/K");
   sub.add_option("--models", a->models_file, "JSON mapping \"SD1.5\", \"SD2.1\", \"SDXL\" to diffusers folders")
       ->type_name("MODELS.json");
   sub.add_option("--clip", a->clip_dir, "CLIPModel folder used for scoring")->type_name("DIR");
@@ -225,7 +231,7 @@ Runner setup_search(CLI::App& sub) {
       ->group(hidden);
   sub.add_option("--progress-interval", a->progress_interval_s, "Seconds between progress lines")->group(hidden);
   sub.add_option("--journal-sync", a->journal_sync_s,
-                 "fdatasync the journal at most every S seconds (0: every record)")->group(hidden);
+                 "fdatasync the journal at most every S seconds (0: every group of results; default 0.05)")->group(hidden);
   sub.footer(
       "Example:\n  mpirun -np 3 diffsearch search --grid 4 --filter sd15/ddim/20/ --models models.json \\\n"
       "      --clip clip/ --out results.h5 --num-samples 4 --speed-measure macs\n"

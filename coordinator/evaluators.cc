@@ -64,12 +64,18 @@ FakeEvaluator::FakeEvaluator(const std::string& options, int rank) : rank_(rank)
       else if (key == "sleep_ms") sleep_ms_ = std::stoi(value);
       else if (key == "hang_rank") hang_rank_ = std::stoi(value);
       else if (key == "hang_ms") hang_ms_ = std::stoi(value);
+      else if (key == "gpu" && !value.empty()) gpu_ = value;
+      else if (key == "gpu_rank") gpu_rank_ = std::stoi(value);
       else throw std::invalid_argument(key);
     } catch (const std::exception&) {
       throw InputError("--evaluator fake:" + options + ": bad option \"" + item +
-                       "\" (expected fail_rank=R, fail_every=N, fail_always, oom, sleep_ms=MS, hang_rank=R, hang_ms=MS)");
+                       "\" (expected fail_rank=R, fail_every=N, fail_always, oom, sleep_ms=MS, hang_rank=R, hang_ms=MS, gpu=NAME, gpu_rank=R)");
     }
   }
+}
+
+std::string FakeEvaluator::gpu_name(const std::string& device) {
+  return !gpu_.empty() && (gpu_rank_ < 0 || gpu_rank_ == rank_) ? gpu_ : device;
 }
 
 worker::EvaluationRecord FakeEvaluator::evaluate(const worker::MeasurementUnit& unit) {
@@ -88,7 +94,7 @@ worker::EvaluationRecord FakeEvaluator::evaluate(const worker::MeasurementUnit& 
                                   : "fake evaluator: injected failure on rank " + std::to_string(rank_));
   }
   worker::EvaluationRecord r;
-  r.device_name = unit.device == "cpu" ? "cpu" : unit.device;
+  r.device_name = gpu_name(unit.device);
   const int64_t base_macs = 1000000LL * unit.steps;
   // Acceleration: a factor from the setting's hash in [1, 4.5), quality loss
   // growing with it plus noise, so fronts are non-trivial.

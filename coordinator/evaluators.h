@@ -30,14 +30,19 @@ class NullEvaluator : public worker::Evaluator {
 //               smaller batch);
 //   sleep_ms    sleep per evaluation;
 //   hang_rank, hang_ms  the first evaluation on that rank sleeps hang_ms
-//               (a worker past its deadline).
+//               (a worker past its deadline);
+//   gpu, gpu_rank  the GPU name this worker reports (on rank gpu_rank only,
+//               or on every rank without it), to test platform routing.
 class FakeEvaluator : public worker::Evaluator {
  public:
   FakeEvaluator(const std::string& options, int rank);
   worker::EvaluationRecord evaluate(const worker::MeasurementUnit& unit) override;
+  std::string gpu_name(const std::string& device) override;
 
  private:
   int rank_;
+  std::string gpu_;
+  int gpu_rank_ = -1;
   int fail_rank_ = -1;
   int fail_every_ = 3;
   bool fail_always_ = false;

@@ -107,6 +107,40 @@ class Scheduler {
       }
     }
     done_ = skipped_;
+    for (const auto& b : plan.plan.baselines) {
+      group_platform_.push_back(b.platform ? partition::platform_key(*b.platform) : "");
+    }
+  }
+
+  // Whether a worker whose GPU is `gpu` may measure this item: platform
+  // tasks' units only on a GPU of that name.
+  bool servable(std::size_t item, const std::string& gpu) const {
+    const std::string& p = group_platform_[plan_.items[item].baseline];
+    return p.empty() || p == partition::platform_key(gpu);
+  }
+
+  // Once every worker has said which GPU it has: the units of platforms
+  // none of them has cannot be measured in this run. They are settled
+  // unmeasured (no row: a later --resume on the right GPUs measures them).
+  // Returns platform -> units dropped.
+  std::map<std::string, std::size_t> drop_unservable(const std::set<std::string>& gpus) {
+    std::set<std::string> have;
+    for (const auto& g : gpus) have.insert(partition::platform_key(g));
+    std::map<std::string, std::size_t> dropped;
+    for (auto& [group, queue] : queues_) {
+      const std::string& p = group_platform_[group];
+      if (p.empty() || have.count(p)) continue;
+      for (std::size_t item : queue) {
+        auto& s = state_[item];
+        if (s.done) continue;
+        s.done = true;
+        ++done_;
+        ++unservable_;
+        ++dropped[*plan_.plan.baselines[group].platform];
+      }
+      queue.clear();
+    }
+    return dropped;
   }
 
   struct Assignment {
@@ -116,11 +150,13 @@ class Scheduler {
   };
 
   // `held`: the group the worker holds (-1: none), updated.
-  std::optional<Assignment> next(int worker, long& held, const std::set<int>& live, const std::map<int, long>& holders) {
+  // `gpu`: the name of the worker's GPU (platform routing).
+  std::optional<Assignment> next(int worker, const std::string& gpu, long& held, const std::set<int>& live,
+                                 const std::map<int, long>& holders) {
     // Retries first, on a worker that has not failed them (unless all have).
     for (auto it = retry_.begin(); it != retry_.end(); ++it) {
       auto& s = state_[*it];
-      if (s.done) continue;
+      if (s.done || !servable(*it, gpu)) continue;
       bool all_failed = std::all_of(live.begin(), live.end(), [&](int w) { return s.failed_on.count(w) > 0; });
       if (s.failed_on.count(worker) && !all_failed) continue;
       const std::size_t item = *it;
@@ -147,7 +183,7 @@ class Scheduler {
       if (w != worker && g >= 0) held_by_others.insert(g);
     }
     for (const auto& [group, queue] : queues_) {
-      if (queue.empty()) continue;
+      if (queue.empty() || !servable(queue.front(), gpu)) continue;
       if (queue.size() > best_size) {
         best_size = queue.size();
         best = static_cast<long>(group);
@@ -199,6 +235,7 @@ class Scheduler {
   std::size_t skipped() const { return skipped_; }
   std::size_t failed() const { return failed_; }
   std::size_t failed_attempts() const { return retried_; }
+  std::size_t unservable() const { return unservable_; }
 
  private:
   struct ItemState {
@@ -218,8 +255,21 @@ class Scheduler {
   std::vector<ItemState> state_;
   std::map<std::size_t, std::deque<std::size_t>> queues_;
   std::deque<std::size_t> retry_;
-  std::size_t done_ = 0, skipped_ = 0, failed_ = 0, retried_ = 0;
+  std::vector<std::string> group_platform_;  // per baseline: platform_key, "" for none
+  std::size_t done_ = 0, skipped_ = 0, failed_ = 0, retried_ = 0, unservable_ = 0;
 };
+
+// Logs what drop_unservable() settled; true when anything was dropped.
+bool report_unservable(const std::map<std::string, std::size_t>& dropped, const std::set<std::string>& gpus) {
+  std::string have;
+  for (const auto& g : gpus) have += (have.empty() ? "" : ", ") + ("\"" + g + "\"");
+  for (const auto& [platform, count] : dropped) {
+    log::error(std::to_string(count) + " units of platform tasks need a GPU named \"" + platform +
+               "\", but the workers have " + have +
+               ": they stay unmeasured; run the same search with --resume on such GPUs to measure them");
+  }
+  return !dropped.empty();
+}
 
 // Progress on rank 0: a log line every few seconds.
 class Progress {
@@ -270,6 +320,7 @@ nlohmann::json run_record(const SearchOptions& options, const SearchPlan& plan, 
 
 int finish_code(const Scheduler& s, bool interrupted) {
   if (interrupted && !s.finished()) return exit_code::interrupted_resume;
+  if (s.unservable() > 0) return exit_code::failed;
   if (s.failed() > 0) log::warn(std::to_string(s.failed()) + " units failed after every retry (recorded as failed)");
   return exit_code::ok;
 }
@@ -293,7 +344,7 @@ int worker_loop(const SearchOptions& options, const SearchPlan& plan, int rank) 
   const std::string device = worker_device(options.device, rank);
   log::set_context("rank " + std::to_string(rank) + "@" + host_name());
   auto evaluator = make_evaluator(options.evaluator, rank);
-  send_json({{"t", "ready"}, {"host", host_name()}, {"device", device}}, 0);
+  send_json({{"t", "ready"}, {"host", host_name()}, {"device", device}, {"gpu", evaluator->gpu_name(device)}}, 0);
   while (true) {
     MPI_Status status;
     MPI_Probe(0, kTag, MPI_COMM_WORLD, &status);
@@ -318,6 +369,7 @@ void install_stop_handlers() {
   sigemptyset(&sa.sa_mask);
   sigaction(SIGTERM, &sa, nullptr);
   sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGUSR1, &sa, nullptr);
 }
 
 bool stop_requested() { return g_stop.load() != 0; }
@@ -344,6 +396,12 @@ SearchPlan make_search_plan(const SearchOptions& options) {
   for (const auto& u : sp.plan.units) {
     sp.items.push_back(WorkItem{u.space, u.index, sp.plan.spaces[u.space].baseline, sp.plan.unit_key(u)});
   }
+  if (options.shard.count > 1) {
+    const std::vector<int> shard_of = partition::shard_of_baselines(sp.plan, options.shard.count);
+    sp.items.erase(std::remove_if(sp.items.begin(), sp.items.end(),
+                                  [&](const WorkItem& item) { return shard_of[item.baseline] != options.shard.index; }),
+                   sp.items.end());
+  }
   return sp;
 }
 
@@ -357,16 +415,18 @@ nlohmann::json search_config(const SearchOptions& options, const partition::Plan
     joined += options.prompts[static_cast<std::size_t>(i) % options.prompts.size()];
     joined += '\n';
   }
-  return {{"tasks", tasks},
-          {"space", options.space_json},
-          {"samples", options.samples},
-          {"batch_size", options.batch_size},
-          {"seed", options.seed},
-          {"prompts_fnv1a", hex64(fnv1a(joined))},
-          {"dtype", options.dtype},
-          {"resolution", resolution},
-          {"speed_measure", options.speed_measure},
-          {"evaluator", evaluator_kind(options.evaluator)}};
+  nlohmann::json config = {{"tasks", tasks},
+                            {"space", options.space_json},
+                            {"samples", options.samples},
+                            {"batch_size", options.batch_size},
+                            {"seed", options.seed},
+                            {"prompts_fnv1a", hex64(fnv1a(joined))},
+                            {"dtype", options.dtype},
+                            {"resolution", resolution},
+                            {"speed_measure", options.speed_measure},
+                            {"evaluator", evaluator_kind(options.evaluator)}};
+  if (options.shard.count > 1) config["shard"] = {{"index", options.shard.index}, {"count", options.shard.count}};
+  return config;
 }
 
 worker::MeasurementUnit measurement_unit(const SearchOptions& options, const SearchPlan& plan, const WorkItem& item,
@@ -502,6 +562,8 @@ int run_search_local(const SearchOptions& options) {
   log::info("search: " + std::to_string(plan.items.size()) + " units (" + std::to_string(scheduler.skipped()) +
             " already in " + options.out + "), 1 process");
   auto evaluator = make_evaluator(options.evaluator, 0);
+  const std::string gpu = evaluator->gpu_name(device);
+  report_unservable(scheduler.drop_unservable({gpu}), {gpu});
   Progress progress(scheduler, options.progress_interval_s);
   long held = -1;
   const std::set<int> live = {0};
@@ -511,7 +573,7 @@ int run_search_local(const SearchOptions& options) {
       interrupted = true;
       break;
     }
-    auto a = scheduler.next(0, held, live, {{0, held}});
+    auto a = scheduler.next(0, gpu, held, live, {{0, held}});
     if (!a) break;
     bool oom = false;
     io::EvaluationRow row = evaluate_item(*evaluator, options, plan, a->item, a->batch, device, 0, &oom);
@@ -570,8 +632,10 @@ int coordinate(const SearchOptions& options, const SearchPlan& plan, int size) {
     bool parked = false;  // asked for work when none could be given
     bool stopped = false;
     bool lost = false;
+    std::string gpu;  // the GPU's name, for platform tasks
   };
   std::vector<WorkerState> workers(static_cast<std::size_t>(size));
+  int ready_workers = 0;
   std::map<int, long> holders;
   for (int w = 1; w < size; ++w) holders[w] = -1;
   bool stopping = false;
@@ -589,7 +653,7 @@ int coordinate(const SearchOptions& options, const SearchPlan& plan, int size) {
   auto give_work = [&](int w) {
     auto& ws = workers[w];
     if (stopping || scheduler.finished()) return false;
-    auto a = scheduler.next(w, holders[w], live_set(), holders);
+    auto a = scheduler.next(w, ws.gpu, holders[w], live_set(), holders);
     if (!a) {
       ws.parked = true;
       return false;
@@ -601,11 +665,26 @@ int coordinate(const SearchOptions& options, const SearchPlan& plan, int size) {
     return true;
   };
 
+  // Answers a worker after its message: more work, or stop.
+  auto answer = [&](int w) {
+    auto& ws = workers[w];
+    if (!give_work(w) && (stopping || scheduler.finished())) {
+      send_json({{"t", "stop"}, {"code", stopping && !scheduler.finished() ? exit_code::interrupted_resume : 0}}, w);
+      ws.stopped = true;
+      ws.parked = false;
+    }
+  };
+  std::vector<int> to_answer;
   while (true) {
-    int flag = 0;
-    MPI_Status status;
-    MPI_Iprobe(MPI_ANY_SOURCE, kTag, MPI_COMM_WORLD, &flag, &status);
-    if (flag) {
+    // Drain every waiting message, journal their results with one fdatasync
+    // (group commit), and only then answer their workers: a worker hears
+    // back once its result is safe on disk.
+    to_answer.clear();
+    for (int drained = 0; drained < 4 * size; ++drained) {
+      int flag = 0;
+      MPI_Status status;
+      MPI_Iprobe(MPI_ANY_SOURCE, kTag, MPI_COMM_WORLD, &flag, &status);
+      if (!flag) break;
       const int w = status.MPI_SOURCE;
       const nlohmann::json msg = receive_json(status);
       auto& ws = workers[w];
@@ -616,22 +695,28 @@ int coordinate(const SearchOptions& options, const SearchPlan& plan, int size) {
       const std::string type = msg.value("t", "");
       if (type == "ready") {
         ws.ready = true;
+        ws.gpu = msg.value("gpu", msg.value("device", ""));
         hosts.insert(msg.value("host", ""));
-        devices.insert(msg.value("device", ""));
+        devices.insert(ws.gpu);
+        // Every worker has named its GPU: platforms none has are settled.
+        if (++ready_workers == size - 1 &&
+            report_unservable(scheduler.drop_unservable(devices), devices)) {
+          exit_with = exit_code::failed;
+        }
       } else if (type == "result") {
         io::EvaluationRow row = io::EvaluationRow::from_json(msg.at("row"));
         row.run_id = run_id;
         if (scheduler.record(msg.at("item").get<std::size_t>(), row, msg.value("oom", false), w)) {
-          store.append(row);
-          store.maybe_flush();
+          store.append(row, /*defer_sync=*/true);
         }
         ws.busy = -1;
       }
-      if (!give_work(w) && (stopping || scheduler.finished())) {
-        send_json({{"t", "stop"}, {"code", stopping && !scheduler.finished() ? exit_code::interrupted_resume : 0}}, w);
-        ws.stopped = true;
-        ws.parked = false;
-      }
+      to_answer.push_back(w);
+    }
+    if (!to_answer.empty()) {
+      store.sync();
+      store.maybe_flush();
+      for (int w : to_answer) answer(w);
       progress.maybe_report();
       continue;
     }
@@ -654,11 +739,7 @@ int coordinate(const SearchOptions& options, const SearchPlan& plan, int size) {
     for (int w = 1; w < size; ++w) {
       auto& ws = workers[w];
       if (ws.stopped || ws.lost || !ws.parked) continue;
-      if (!give_work(w) && (stopping || scheduler.finished())) {
-        send_json({{"t", "stop"}, {"code", stopping && !scheduler.finished() ? exit_code::interrupted_resume : 0}}, w);
-        ws.stopped = true;
-        ws.parked = false;
-      }
+      answer(w);
     }
     // Done when every worker has been told to stop. Workers lost past their
     // deadline get a grace period to come back (a slow unit, not a hung

@@ -13,12 +13,14 @@
 #include "coordinator/evaluators.h"
 #include "io/result_store.h"
 #include "partition/plan.h"
+#include "partition/shard.h"
 
 namespace diffsearch::coordinator {
 
 struct SearchOptions {
   std::vector<partition::Task> tasks;  // after --filter
   std::string tasks_source;            // "--grid 4" or the file, for the run record
+  partition::Shard shard;              // --shard I/K: measure only this shard's baseline groups
   int samples = 32;
   std::map<partition::Model, int> resolution;  // overrides of the defaults
   int batch_size = 8;
@@ -37,7 +39,11 @@ struct SearchOptions {
   int max_attempts = 3;
   double unit_deadline_s = 3600;    // a worker silent longer is lost
   double progress_interval_s = 5;
-  double journal_sync_s = 0;        // fdatasync per record (0) or per interval
+  // fdatasync the journal at most every this many seconds; 0: once per group
+  // of results that arrive together, before their workers are answered.
+  // Every record is write()n at once either way: a killed process loses
+  // nothing, an OS crash at most this interval (re-measured on --resume).
+  double journal_sync_s = 0.05;
   double stop_grace_s = 60;         // on SIGTERM: wait this long for busy workers
   nlohmann::json run_attributes = nlohmann::json::object();  // command line, versions
 };
@@ -59,7 +65,9 @@ struct SearchPlan {
 partition::PlanOptions plan_options(const SearchOptions& options);
 SearchPlan make_search_plan(const SearchOptions& options);
 // What determines the results (checked on --resume): tasks, space, samples,
-// batch size, seed, prompts hash, dtype, resolution, speed measure, evaluator.
+// batch size, seed, prompts hash, dtype, resolution, speed measure, evaluator,
+// and the shard when there are several (diffsearch merge joins files that
+// differ only in it).
 nlohmann::json search_config(const SearchOptions& options, const partition::Plan& plan);
 // The measurement a work item asks of an evaluator.
 worker::MeasurementUnit measurement_unit(const SearchOptions& options, const SearchPlan& plan,
@@ -80,7 +88,9 @@ int run_search_mpi(const SearchOptions& options, int rank, int size);
 // --device cuda, from OMPI_COMM_WORLD_LOCAL_RANK or SLURM_LOCALID; else cpu.
 std::string worker_device(const std::string& device, int rank);
 
-// Installs SIGTERM/SIGINT handlers that ask the search to stop.
+// Installs SIGTERM/SIGINT/SIGUSR1 handlers that ask the search to stop
+// (SIGUSR1: what mpirun forwards to every rank, where it turns SIGTERM into
+// killing the job; Slurm batch scripts send it before the time limit).
 void install_stop_handlers();
 bool stop_requested();
 

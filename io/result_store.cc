@@ -481,7 +481,7 @@ ResultStore::~ResultStore() {
   }
 }
 
-void ResultStore::journal_write(const nlohmann::json& record) {
+void ResultStore::journal_write(const nlohmann::json& record, bool defer_sync) {
   const std::string line = record.dump() + "\n";
   std::size_t done = 0;
   while (done < line.size()) {
@@ -490,6 +490,11 @@ void ResultStore::journal_write(const nlohmann::json& record) {
     done += static_cast<std::size_t>(n);
   }
   unsynced_ = true;
+  if (!defer_sync) sync();
+}
+
+void ResultStore::sync() {
+  if (journal_fd_ < 0 || !unsynced_) return;
   if (sync_interval_s_ <= 0 || now_s() - last_sync_ >= sync_interval_s_) {
     ::fdatasync(journal_fd_);
     last_sync_ = now_s();
@@ -503,10 +508,10 @@ void ResultStore::begin_run(const std::string& run_id, const nlohmann::json& att
   file_.flush();
 }
 
-void ResultStore::append(const EvaluationRow& row) {
+void ResultStore::append(const EvaluationRow& row, bool defer_sync) {
   nlohmann::json j = row.to_json();
   j["kind"] = "evaluation";
-  journal_write(j);
+  journal_write(j, defer_sync);
   rows_.push_back(row);
 }
 

@@ -105,7 +105,13 @@ class ResultStore {
   // Records a run's attributes (command line, hosts, devices, versions,
   // started_at) under /runs/<run_id>.
   void begin_run(const std::string& run_id, const nlohmann::json& attributes);
-  void append(const EvaluationRow& row);
+  // The row goes to the journal at once (write()); the journal is synced
+  // now, or, with `defer_sync`, at the next sync(): a group commit, one
+  // fdatasync for the rows of several workers, before any of them is told
+  // its result is safe.
+  void append(const EvaluationRow& row, bool defer_sync = false);
+  // fdatasync the journal if rows are pending and the sync interval allows.
+  void sync();
   // Writes buffered rows to HDF5 and flushes it.
   void flush();
   // flush() when `max_pending` rows or `max_age_s` seconds have accumulated.
@@ -124,7 +130,7 @@ class ResultStore {
 
  private:
   ResultStore() = default;
-  void journal_write(const nlohmann::json& record);
+  void journal_write(const nlohmann::json& record, bool defer_sync = false);
 
   std::string path_;
   nlohmann::json config_;

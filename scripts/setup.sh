@@ -13,6 +13,7 @@ packages=(
   libgtest-dev
   libcli11-dev
   python3 python3-h5py python3-pandas python3-numpy
+  slurm-wlm munge  # a real one-node Slurm for the Slurm tests (slurm/testing/)
 )
 
 missing=()

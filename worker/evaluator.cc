@@ -52,6 +52,10 @@ struct RunOutput {
 
 class EngineEvaluator final : public Evaluator {
  public:
+  std::string gpu_name(const std::string& device) override {
+    return engine::device_name(engine::parse_run_options("float32", device));
+  }
+
   EvaluationRecord evaluate(const MeasurementUnit& unit) override {
     if (unit.prompts.empty()) throw InputError("a measurement unit needs at least one prompt");
     if (unit.batch_size < 1) throw InputError("--batch-size must be at least 1");

@@ -65,6 +65,9 @@ class Evaluator {
  public:
   virtual ~Evaluator() = default;
   virtual EvaluationRecord evaluate(const MeasurementUnit& unit) = 0;
+  // The name of the GPU that `device` ("cpu", "cuda:1") is, as CUDA reports
+  // it and platform tasks name it ("NVIDIA H200"); "cpu" for the CPU.
+  virtual std::string gpu_name(const std::string& device) { return device; }
 };
 
 // Runs the diffusion engine. Keeps loaded pipelines, the CLIP scorer and

@@ -130,6 +130,47 @@ TEST_F(SearchMpiTest, FailingWorkerHasItsUnitsRetriedElsewhere) {
   EXPECT_EQ(answers(out), answers(path("one.h5")));
 }
 
+TEST_F(SearchMpiTest, PlatformTasksRunOnlyOnAGpuOfThatName) {
+  std::ofstream(path("tasks.txt"), std::ios::app)
+      << "Generate a SD1.5 pipeline using the DDIM sampler with 20 steps, accelerated by DeepCache with 1.5s "
+         "latency on \"NVIDIA H200\" and precision loss not exceeding 0.02\n";
+  // Rank 2 of 3 has the H200: every unit of the platform task runs there,
+  // the rest anywhere.
+  const std::string out = path("routed.h5");
+  ASSERT_EQ(run(mpirun(4) + search_args(out, "\"fake:gpu_rank=2,gpu=NVIDIA H200,sleep_ms=5\"")), 0) << log_text();
+  std::size_t platform_rows = 0;
+  std::set<int64_t> other_ranks;
+  for (const auto& r : diffsearch::io::read_results(out).rows) {
+    if (r.unit_key.find("@") != std::string::npos) {
+      ++platform_rows;
+      EXPECT_EQ(r.rank, 2) << r.unit_key;
+      EXPECT_EQ(r.device, "NVIDIA H200");
+    } else {
+      other_ranks.insert(r.rank);
+    }
+  }
+  EXPECT_GT(platform_rows, 0u);
+  EXPECT_GE(other_ranks.size(), 2u) << "the other units still spread over the workers";
+  const std::string params = out + ".params.json";
+  ASSERT_EQ(run(std::string(DIFFSEARCH_BIN) + " distill " + out + " --tasks " + path("tasks.txt") + " -o " + params), 0);
+  const auto answer = nlohmann::json::parse(std::ifstream(params))["sd15/ddim/20/deepcache/lat1.5s@NVIDIA_H200/loss0.02"];
+  ASSERT_TRUE(answer.is_object()) << "no answer for the platform task";
+  EXPECT_NE(answer["status"].get<std::string>(), "not_measured");
+
+  // No worker has it: everything else is measured, the platform's units stay
+  // unmeasured with a message that says so, and the exit code is 1.
+  const std::string none = path("none.h5");
+  EXPECT_EQ(run(mpirun(3) + search_args(none, "fake:sleep_ms=1")), 1) << log_text();
+  EXPECT_NE(log_text().find("need a GPU named \"NVIDIA H200\""), std::string::npos) << log_text();
+  for (const auto& r : diffsearch::io::read_results(none).rows) {
+    EXPECT_EQ(r.unit_key.find("@"), std::string::npos) << r.unit_key;
+  }
+  // --resume on a machine that has one measures just those, to the same answer.
+  EXPECT_EQ(run(search_args(none, "\"fake:gpu=NVIDIA H200\"") + " --resume"), 0) << log_text();
+  const std::string key = "sd15/ddim/20/deepcache/lat1.5s@NVIDIA_H200/loss0.02";
+  EXPECT_EQ(nlohmann::json::parse(answers(none))[key], nlohmann::json::parse(answers(out))[key]);
+}
+
 TEST_F(SearchMpiTest, UnitPastItsDeadlineGoesToAnotherWorker) {
   ASSERT_EQ(run(search_args(path("one.h5"))), 0) << log_text();
   const std::string out = path("slow.h5");

@@ -250,7 +250,9 @@ TEST_P(AccelRun, Float64MatchesReference) {
   EXPECT_LT(rel_err(result.latents, reference_tensor(ac.model, ac.name)), 1e-4)
       << ac.model << " " << ac.name
       << (ac.after_tgate.empty() ? "" : " (with the cross-attention left by " + ac.after_tgate + ")");
-  if (leftover) EXPECT_GT(leftover->answered, 0);
+  if (leftover) {
+    EXPECT_GT(leftover->answered, 0);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(AllCases, AccelRun, ::testing::ValuesIn(all_accel_cases()),
