@@ -5,6 +5,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -383,21 +384,11 @@ const Template& template_named(const std::string& name) {
 }  // namespace
 
 std::string file_safe_key(const std::string& key) {
-  std::string out;
-  for (std::size_t i = 0; i < key.size(); ++i) {
-    const unsigned char c = static_cast<unsigned char>(key[i]);
-    if (c == '/') {
-      out += '_';
-    } else if ((std::isalnum(c) || std::string("._+@%-").find(static_cast<char>(c)) != std::string::npos) &&
-               c < 0x80 && !(i == 0 && c == '.')) {
-      out += static_cast<char>(c);
-    } else {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "%%%02X", c);
-      out += buf;
-    }
-  }
-  return out;
+  std::string flat = key;
+  std::replace(flat.begin(), flat.end(), '/', '_');
+  // A leading '.' would hide the file.
+  if (!flat.empty() && flat[0] == '.') return "%2E" + percent_encode(flat.substr(1), "._+@%-");
+  return percent_encode(flat, "._+@%-");
 }
 
 std::string setting_text(const partition::Setting& setting) {

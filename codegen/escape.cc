@@ -102,10 +102,10 @@ std::string md_cell(const std::string& utf8) {
   return out;
 }
 
-std::string url_path(const std::string& text) {
+std::string percent_encode(const std::string& text, const std::string& keep) {
   std::string out;
   for (unsigned char c : text) {
-    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
+    if ((c < 0x80 && std::isalnum(c)) || (c != '\0' && keep.find(static_cast<char>(c)) != std::string::npos)) {
       out += static_cast<char>(c);
     } else {
       char buf[8];
@@ -115,6 +115,8 @@ std::string url_path(const std::string& text) {
   }
   return out;
 }
+
+std::string url_path(const std::string& text) { return percent_encode(text, "-._~"); }
 
 std::string sh_word(const std::string& text) {
   bool plain = !text.empty();

@@ -26,6 +26,9 @@ std::string md_cell(const std::string& utf8);
 
 // Percent-encoding of everything but A-Z a-z 0-9 - . _ ~ (Markdown links).
 std::string url_path(const std::string& text);
+// Every byte that is neither an ASCII letter or digit nor in `keep` as %XX
+// (upper-case hex): the one percent-encoder behind url_path and file names.
+std::string percent_encode(const std::string& text, const std::string& keep);
 
 // A POSIX shell word: unquoted when it holds only [A-Za-z0-9@%+=:,./_-],
 // else single-quoted ('\'' for a quote). Not one line: pass it on through
