@@ -65,7 +65,10 @@ int run_distill(const DistillArgs& a) {
     }
     if (std::rename(tmp.c_str(), a.out.c_str()) != 0) throw InputError(a.out + ": cannot write");
   }
-  if (a.table) print_table(answers);
+  if (a.table) {
+    print_table(answers);
+    std::fflush(stdout);  // the table before the summary on stderr, not through it
+  }
   const auto& counts = answers["_counts"];
   std::string summary;
   for (const auto& [status, n] : counts.items()) summary += (summary.empty() ? "" : ", ") + status + " " + n.dump();
