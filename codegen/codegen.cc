@@ -430,16 +430,7 @@ std::string sample_command(const ScriptFacts& f) {
                     std::to_string(f.resolution) + " --width " + std::to_string(f.resolution) + " --seed " +
                     std::to_string(f.seed) + " --dtype " + sh_word(f.dtype) + " --device " +
                     (is_reduced_precision(f.dtype) ? "cuda" : "cpu");
-  for (const auto& m : f.setting) {
-    // The form `--accel` parses (worker::setting_to_accel_args writes the same).
-    std::string spec = partition::method_slug(m.method) + ":";
-    bool first = true;
-    for (const auto& [k, v] : m.params.items()) {
-      spec += (first ? "" : ",") + k + "=" + plain_value(v);
-      first = false;
-    }
-    out += " --accel " + sh_word(spec);
-  }
+  for (const auto& spec : partition::accel_args(f.setting)) out += " --accel " + sh_word(spec);
   return out + " -o image.png";
 }
 

@@ -445,4 +445,21 @@ Setting setting_from_json(const nlohmann::json& json, const std::string& source)
   return setting;
 }
 
+std::vector<std::string> accel_args(const Setting& setting) {
+  std::vector<std::string> args;
+  for (const auto& m : setting) {
+    std::string arg = method_slug(m.method) + ":";
+    bool first = true;
+    for (const auto& [k, v] : m.params.items()) {
+      arg += (first ? "" : ",") + k + "=" +
+             (v.is_boolean() ? (v.get<bool>() ? "true" : "false")
+              : v.is_number_float() ? format_number(v.get<double>())
+                                    : v.dump());
+      first = false;
+    }
+    args.push_back(arg);
+  }
+  return args;
+}
+
 }  // namespace diffsearch::partition

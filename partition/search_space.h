@@ -89,6 +89,9 @@ nlohmann::json setting_to_json(const Setting& setting);
 // doubles in shortest round-trip form ("0.3", "2.0"). It identifies a
 // measurement unit in result files, so it must never change for a setting.
 std::string setting_key(const Setting& setting);
+// The setting as `--accel` specs, one per method ("deepcache:cache_branch_id=0,cache_interval=3",
+// "tome:ratio=0.5,use_rand=false"): what the evaluator runs and codegen prints.
+std::vector<std::string> accel_args(const Setting& setting);
 // Reads setting_to_json's form back, checking methods, parameters and types.
 Setting setting_from_json(const nlohmann::json& json, const std::string& source);
 

@@ -233,19 +233,4 @@ nlohmann::json EvaluationRecord::to_json() const {
 
 std::unique_ptr<Evaluator> make_engine_evaluator() { return std::make_unique<EngineEvaluator>(); }
 
-std::vector<std::string> setting_to_accel_args(const partition::Setting& setting) {
-  std::vector<std::string> args;
-  for (const auto& m : setting) {
-    std::string arg = partition::method_slug(m.method) + ":";
-    bool first = true;
-    for (const auto& [k, v] : m.params.items()) {
-      if (!first) arg += ",";
-      first = false;
-      arg += k + "=" + (v.is_boolean() ? (v.get<bool>() ? "true" : "false") : v.dump());
-    }
-    args.push_back(arg);
-  }
-  return args;
-}
-
 }  // namespace diffsearch::worker

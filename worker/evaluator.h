@@ -74,7 +74,5 @@ class Evaluator {
 // baseline runs, so one baseline serves every setting measured after it.
 std::unique_ptr<Evaluator> make_engine_evaluator();
 
-// The `--accel` form of a setting ("deepcache:cache_interval=3,cache_branch_id=0").
-std::vector<std::string> setting_to_accel_args(const partition::Setting& setting);
 
 }  // namespace diffsearch::worker

@@ -205,5 +205,13 @@ TEST(SearchSpace, ReadsFiles) {
   EXPECT_THROW(read_space_file("/nonexistent/space.json"), InputError);
 }
 
+// Floats in their shortest round-trip form, as the task language writes them.
+TEST(SearchSpace, AccelArgsWriteTheSettingAsAccelSpecs) {
+  const Setting s = {{Method::DeepCache, {{"cache_branch_id", 0}, {"cache_interval", 3}}},
+                     {Method::ToMe, {{"ratio", 0.3}, {"use_rand", false}}}};
+  EXPECT_EQ(accel_args(s), (std::vector<std::string>{"deepcache:cache_branch_id=0,cache_interval=3",
+                                                     "tome:ratio=0.3,use_rand=false"}));
+}
+
 }  // namespace
 }  // namespace diffsearch::partition

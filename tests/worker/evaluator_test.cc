@@ -84,10 +84,3 @@ TEST(EngineEvaluator, BadUnitsAreInputErrors) {
   EXPECT_THROW(evaluator->evaluate(unit), InputError);
 }
 
-TEST(EngineEvaluator, AccelArgsRoundTripTheSetting) {
-  partition::Setting s = {{partition::Method::DeepCache, {{"cache_branch_id", 0}, {"cache_interval", 3}}},
-                          {partition::Method::ToMe, {{"ratio", 0.5}, {"use_rand", false}}}};
-  EXPECT_EQ(worker::setting_to_accel_args(s),
-            (std::vector<std::string>{"deepcache:cache_branch_id=0,cache_interval=3",
-                                      "tome:ratio=0.5,use_rand=false"}));
-}
