@@ -24,6 +24,7 @@ struct SampleArgs {
   std::string model;
   std::string prompt;
   std::string negative_prompt;
+  bool no_negative_prompt = false;
   std::string sampler;
   int64_t steps = 0;
   double guidance = 7.5;
@@ -84,9 +85,11 @@ int run_sample(const SampleArgs& a) {
 
   engine::SampleRequest request;
   request.prompts = {a.prompt};
-  // Always a negative prompt, "" by default: diffusers' negative_prompt="",
-  // which the reference runs use (SDXL then encodes "" rather than zeroing).
-  request.negative_prompts = {a.negative_prompt};
+  // A negative prompt, "" by default: diffusers' negative_prompt="", which
+  // the reference runs use (SDXL then encodes "" rather than zeroing). With
+  // --no-negative-prompt none at all (negative_prompt=None), as the
+  // evaluator measures: SD encodes "", SDXL conditions on zeros.
+  if (!a.no_negative_prompt) request.negative_prompts = {a.negative_prompt};
   request.sampler = engine::parse_sampler_kind(a.sampler);
   request.steps = a.steps;
   request.guidance_scale = a.guidance;
@@ -144,9 +147,13 @@ Runner setup_sample(CLI::App& sub) {
       ->required()
       ->type_name("DIR");
   sub.add_option("--prompt", a->prompt, "Text prompt")->required()->type_name("TEXT");
-  sub.add_option("--negative-prompt", a->negative_prompt,
-                 "Negative prompt (default empty, encoded as diffusers' negative_prompt=\"\")")
-      ->type_name("TEXT");
+  auto negative = sub.add_option("--negative-prompt", a->negative_prompt,
+                                 "Negative prompt (default empty, encoded as diffusers' negative_prompt=\"\")")
+                      ->type_name("TEXT");
+  sub.add_flag("--no-negative-prompt", a->no_negative_prompt,
+               "No negative prompt at all (diffusers' negative_prompt=None: SD encodes \"\", SDXL "
+               "conditions on zeros), as diffsearch evaluate and search measure")
+      ->excludes(negative);
   sub.add_option("--sampler", a->sampler, "ddim, dpmsolver++ or unipc")
       ->required()
       ->check(CLI::IsMember({"ddim", "dpmsolver++", "unipc"}));

@@ -431,7 +431,8 @@ std::string sample_command(const ScriptFacts& f) {
                     std::to_string(f.seed) + " --dtype " + sh_word(f.dtype) + " --device " +
                     (is_reduced_precision(f.dtype) ? "cuda" : "cpu");
   for (const auto& spec : partition::accel_args(f.setting)) out += " --accel " + sh_word(spec);
-  return out + " -o image.png";
+  // No negative prompt, as the search measured (SDXL: zeros, not "" encoded).
+  return out + " --no-negative-prompt -o image.png";
 }
 
 std::string render_script(const ScriptFacts& f) {

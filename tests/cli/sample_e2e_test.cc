@@ -114,6 +114,27 @@ TEST(SampleCli, LatentsFileReplacesTheSeed) {
             1e-4);
 }
 
+// SDXL without a negative prompt conditions on zeros, so its image differs
+// from the one with "" encoded; SD1.5 encodes "" either way.
+TEST(SampleCli, NoNegativePromptZeroesSdxlOnly) {
+  const std::string dir = temp_dir();
+  auto latents = [&](const std::string& model, const std::string& name, const std::string& extra) {
+    const std::string out = dir + "/" + name + ".safetensors";
+    const Result r = run("sample --model " + fixtures() + "/models/" + model + " --prompt " + kPrompt +
+                         " --sampler ddim --steps 2 --height 64 --width 64 --dtype float64 --save-latents " +
+                         out + extra);
+    EXPECT_EQ(r.code, 0) << r.out;
+    return f64_values(diffsearch::io::SafetensorsFile::open(out)->tensor("latents"));
+  };
+  EXPECT_GT(rel_err(latents("tiny-sdxl", "xl_none", " --no-negative-prompt"), latents("tiny-sdxl", "xl_empty", "")),
+            1e-6);
+  EXPECT_LT(rel_err(latents("tiny-sd15", "sd_none", " --no-negative-prompt"), latents("tiny-sd15", "sd_empty", "")),
+            1e-12);
+  EXPECT_EQ(run("sample --model " + sd15() + " --prompt x --sampler ddim --steps 2 --negative-prompt y "
+                "--no-negative-prompt").code,
+            2);
+}
+
 void expect_one_line_error(const std::string& args, const std::string& needle) {
   const Result r = run(args);
   EXPECT_EQ(r.code, 2) << args << "\n" << r.out;

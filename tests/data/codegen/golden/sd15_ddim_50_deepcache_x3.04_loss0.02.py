@@ -9,7 +9,7 @@
 # From:      row 3 of results.h5, distilled into search_params.json
 #
 # The same run on diffsearch's own engine (MODEL_DIR: a local copy of the model):
-#   diffsearch sample --model MODEL_DIR --prompt 'a photo of an astronaut riding a horse on mars' --sampler ddim --steps 50 --height 512 --width 512 --seed 0 --dtype float16 --device cuda --accel deepcache:cache_branch_id=0,cache_interval=4 -o image.png
+#   diffsearch sample --model MODEL_DIR --prompt 'a photo of an astronaut riding a horse on mars' --sampler ddim --steps 50 --height 512 --width 512 --seed 0 --dtype float16 --device cuda --accel deepcache:cache_branch_id=0,cache_interval=4 --no-negative-prompt -o image.png
 #
 # Needs torch, diffusers and transformers; pip install DeepCache.
 # python3 sd15_ddim_50_deepcache_x3.04_loss0.02.py --prompt "a red bicycle" --out bicycle.png [--model DIR] [--benchmark]

@@ -9,7 +9,7 @@
 # From:      row 24 of results.h5, distilled into search_params.json
 #
 # The same run on diffsearch's own engine (MODEL_DIR: a local copy of the model):
-#   diffsearch sample --model MODEL_DIR --prompt 'a photo of an astronaut riding a horse on mars' --sampler ddim --steps 50 --height 512 --width 512 --seed 0 --dtype float16 --device cuda --accel tome:max_downsample=1,ratio=0.5,sx=2,sy=2,use_rand=false -o image.png
+#   diffsearch sample --model MODEL_DIR --prompt 'a photo of an astronaut riding a horse on mars' --sampler ddim --steps 50 --height 512 --width 512 --seed 0 --dtype float16 --device cuda --accel tome:max_downsample=1,ratio=0.5,sx=2,sy=2,use_rand=false --no-negative-prompt -o image.png
 #
 # Needs torch, diffusers and transformers; pip install tomesd.
 # python3 sd15_ddim_50_tome_x1.3_loss0.02.py --prompt "a red bicycle" --out bicycle.png [--model DIR] [--benchmark]

@@ -9,7 +9,7 @@
 # From:      row 31 of results.h5, distilled into search_params.json
 #
 # The same run on diffsearch's own engine (MODEL_DIR: a local copy of the model):
-#   diffsearch sample --model MODEL_DIR --prompt 'a photo of an astronaut riding a horse on mars' --sampler dpmsolver++ --steps 20 --height 512 --width 512 --seed 0 --dtype float16 --device cuda --accel tgate:fi_interval=1,gate_step=10,sp_interval=3,warm_up=0 -o image.png
+#   diffsearch sample --model MODEL_DIR --prompt 'a photo of an astronaut riding a horse on mars' --sampler dpmsolver++ --steps 20 --height 512 --width 512 --seed 0 --dtype float16 --device cuda --accel tgate:fi_interval=1,gate_step=10,sp_interval=3,warm_up=0 --no-negative-prompt -o image.png
 #
 # Needs torch, diffusers and transformers; pip install tgate.
 # python3 sd15_dpmsolver++_20_tgate_x1.44_loss0.02.py --prompt "a red bicycle" --out bicycle.png [--model DIR] [--benchmark]

@@ -9,7 +9,7 @@
 # From:      row 66 of results.h5, distilled into search_params.json
 #
 # The same run on diffsearch's own engine (MODEL_DIR: a local copy of the model):
-#   diffsearch sample --model MODEL_DIR --prompt 'a photo of an astronaut riding a horse on mars' --sampler unipc --steps 20 --height 512 --width 512 --seed 0 --dtype float16 --device cuda --accel deepcache:cache_branch_id=1,cache_interval=2 --accel tgate:fi_interval=1,gate_step=10,sp_interval=3,warm_up=0 --accel tome:max_downsample=1,ratio=0.5,sx=2,sy=2,use_rand=false -o image.png
+#   diffsearch sample --model MODEL_DIR --prompt 'a photo of an astronaut riding a horse on mars' --sampler unipc --steps 20 --height 512 --width 512 --seed 0 --dtype float16 --device cuda --accel deepcache:cache_branch_id=1,cache_interval=2 --accel tgate:fi_interval=1,gate_step=10,sp_interval=3,warm_up=0 --accel tome:max_downsample=1,ratio=0.5,sx=2,sy=2,use_rand=false --no-negative-prompt -o image.png
 #
 # Needs torch, diffusers and transformers; pip install DeepCache tgate tomesd.
 # python3 sd15_unipc_20_deepcache+tgate+tome_x3.0_loss0.02.py --prompt "a red bicycle" --out bicycle.png [--model DIR] [--benchmark]

@@ -9,7 +9,7 @@
 # From:      row 52 of results.h5, distilled into search_params.json
 #
 # The same run on diffsearch's own engine (MODEL_DIR: a local copy of the model):
-#   diffsearch sample --model MODEL_DIR --prompt 'a photo of an astronaut riding a horse on mars' --sampler dpmsolver++ --steps 25 --height 768 --width 768 --seed 0 --dtype float16 --device cuda --accel deepcache:cache_branch_id=0,cache_interval=3 --accel tome:max_downsample=2,ratio=0.3,sx=2,sy=2,use_rand=false -o image.png
+#   diffsearch sample --model MODEL_DIR --prompt 'a photo of an astronaut riding a horse on mars' --sampler dpmsolver++ --steps 25 --height 768 --width 768 --seed 0 --dtype float16 --device cuda --accel deepcache:cache_branch_id=0,cache_interval=3 --accel tome:max_downsample=2,ratio=0.3,sx=2,sy=2,use_rand=false --no-negative-prompt -o image.png
 #
 # Needs torch, diffusers and transformers; pip install DeepCache tomesd.
 # python3 sd21_dpmsolver++_25_deepcache+tome_x2.5_loss0.02.py --prompt "a red bicycle" --out bicycle.png [--model DIR] [--benchmark]

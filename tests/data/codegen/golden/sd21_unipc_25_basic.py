@@ -9,7 +9,7 @@
 # From:      row 38 of results.h5, distilled into search_params.json
 #
 # The same run on diffsearch's own engine (MODEL_DIR: a local copy of the model):
-#   diffsearch sample --model MODEL_DIR --prompt 'a photo of an astronaut riding a horse on mars' --sampler unipc --steps 25 --height 768 --width 768 --seed 0 --dtype float16 --device cuda -o image.png
+#   diffsearch sample --model MODEL_DIR --prompt 'a photo of an astronaut riding a horse on mars' --sampler unipc --steps 25 --height 768 --width 768 --seed 0 --dtype float16 --device cuda --no-negative-prompt -o image.png
 #
 # Needs torch, diffusers and transformers.
 # python3 sd21_unipc_25_basic.py --prompt "a red bicycle" --out bicycle.png [--model DIR] [--benchmark]

@@ -9,7 +9,7 @@
 # From:      row 45 of results.h5, distilled into search_params.json
 #
 # The same run on diffsearch's own engine (MODEL_DIR: a local copy of the model):
-#   diffsearch sample --model MODEL_DIR --prompt 'a photo of an astronaut riding a horse on mars' --sampler ddim --steps 20 --height 1024 --width 1024 --seed 0 --dtype float16 --device cuda --accel deepcache:cache_branch_id=0,cache_interval=3 --accel tgate:fi_interval=1,gate_step=8,sp_interval=1,warm_up=0 -o image.png
+#   diffsearch sample --model MODEL_DIR --prompt 'a photo of an astronaut riding a horse on mars' --sampler ddim --steps 20 --height 1024 --width 1024 --seed 0 --dtype float16 --device cuda --accel deepcache:cache_branch_id=0,cache_interval=3 --accel tgate:fi_interval=1,gate_step=8,sp_interval=1,warm_up=0 --no-negative-prompt -o image.png
 #
 # Needs torch, diffusers and transformers; pip install DeepCache tgate.
 # python3 sdxl_ddim_20_deepcache+tgate_x2.0_loss0.02.py --prompt "a red bicycle" --out bicycle.png [--model DIR] [--benchmark]

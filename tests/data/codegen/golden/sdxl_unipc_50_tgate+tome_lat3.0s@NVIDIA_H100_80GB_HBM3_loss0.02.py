@@ -9,7 +9,7 @@
 # From:      row 59 of results.h5, distilled into search_params.json
 #
 # The same run on diffsearch's own engine (MODEL_DIR: a local copy of the model):
-#   diffsearch sample --model MODEL_DIR --prompt 'a photo of an astronaut riding a horse on mars' --sampler unipc --steps 50 --height 1024 --width 1024 --seed 0 --dtype float16 --device cuda --accel tgate:fi_interval=1,gate_step=10,sp_interval=3,warm_up=0 --accel tome:max_downsample=2,ratio=0.4,sx=2,sy=2,use_rand=false -o image.png
+#   diffsearch sample --model MODEL_DIR --prompt 'a photo of an astronaut riding a horse on mars' --sampler unipc --steps 50 --height 1024 --width 1024 --seed 0 --dtype float16 --device cuda --accel tgate:fi_interval=1,gate_step=10,sp_interval=3,warm_up=0 --accel tome:max_downsample=2,ratio=0.4,sx=2,sy=2,use_rand=false --no-negative-prompt -o image.png
 #
 # Needs torch, diffusers and transformers; pip install tgate tomesd.
 # python3 sdxl_unipc_50_tgate+tome_lat3.0s@NVIDIA_H100_80GB_HBM3_loss0.02.py --prompt "a red bicycle" --out bicycle.png [--model DIR] [--benchmark]
