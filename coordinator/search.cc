@@ -618,7 +618,7 @@ int coordinate(const SearchOptions& options, const SearchPlan& plan, int size) {
   store.set_sync_interval(options.journal_sync_s);
   const std::string run_id = make_run_id();
   const double started_at = now_s();
-  std::set<std::string> hosts = {host_name()}, devices;
+  std::set<std::string> hosts = {host_name()}, devices, gpus;
   store.begin_run(run_id, run_record(options, plan, size, hosts, devices, started_at));
   Scheduler scheduler(plan, options, store.rows());
   log::info("search: " + std::to_string(plan.items.size()) + " units (" + std::to_string(scheduler.skipped()) +
@@ -697,10 +697,13 @@ int coordinate(const SearchOptions& options, const SearchPlan& plan, int size) {
         ws.ready = true;
         ws.gpu = msg.value("gpu", msg.value("device", ""));
         hosts.insert(msg.value("host", ""));
-        devices.insert(ws.gpu);
+        gpus.insert(ws.gpu);
+        // The run record names each worker's device and what it is:
+        // "node01 cuda:1 (NVIDIA H200)".
+        const std::string device = msg.value("device", "");
+        devices.insert(msg.value("host", "") + " " + device + (ws.gpu != device ? " (" + ws.gpu + ")" : ""));
         // Every worker has named its GPU: platforms none has are settled.
-        if (++ready_workers == size - 1 &&
-            report_unservable(scheduler.drop_unservable(devices), devices)) {
+        if (++ready_workers == size - 1 && report_unservable(scheduler.drop_unservable(gpus), gpus)) {
           exit_with = exit_code::failed;
         }
       } else if (type == "result") {
