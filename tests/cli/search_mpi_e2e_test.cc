@@ -22,6 +22,7 @@
 
 #include "io/hdf5_table.h"
 #include "io/result_store.h"
+#include "test_support.h"
 
 namespace {
 
@@ -38,10 +39,7 @@ class SearchMpiTest : public ::testing::Test {
     setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
     setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
     setenv("OMPI_MCA_rmaps_base_oversubscribe", "1", 1);
-    dir_ = fs::temp_directory_path() / ("search_mpi_e2e_" + std::to_string(getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    dir_ = diffsearch::testing::fresh_test_dir("search_mpi_e2e");
     std::ofstream(path("space.json")) << kSpace;
     std::ofstream tasks(path("tasks.txt"));
     tasks << "# a slice of category 4 and a basic task\n"
@@ -151,6 +149,11 @@ TEST_F(SearchMpiTest, PlatformTasksRunOnlyOnAGpuOfThatName) {
   }
   EXPECT_GT(platform_rows, 0u);
   EXPECT_GE(other_ranks.size(), 2u) << "the other units still spread over the workers";
+  // The run record names each worker's device and what it is.
+  const auto runs = diffsearch::io::read_results(out).runs;
+  ASSERT_FALSE(runs.empty());
+  const std::string devices = runs.back()["attributes"]["devices"].get<std::string>();
+  EXPECT_NE(devices.find("cpu (NVIDIA H200)"), std::string::npos) << devices;
   const std::string params = out + ".params.json";
   ASSERT_EQ(run(std::string(DIFFSEARCH_BIN) + " distill " + out + " --tasks " + path("tasks.txt") + " -o " + params), 0);
   const auto answer = nlohmann::json::parse(std::ifstream(params))["sd15/ddim/20/deepcache/lat1.5s@NVIDIA_H200/loss0.02"];
@@ -261,14 +264,6 @@ TEST_F(SearchMpiTest, KilledAtRandomMomentsAndResumedGivesTheSameAnswers) {
   EXPECT_EQ(answers(out), expected);
 }
 
-std::size_t journal_rows(const std::string& results) {
-  std::ifstream in(results + ".journal");
-  std::string line;
-  std::size_t n = 0;
-  while (std::getline(in, line)) n += line.find("\"kind\":\"evaluation\"") != std::string::npos;
-  return n;
-}
-
 // SIGTERM (as Slurm sends it to every task before a time limit): no new work,
 // everything received written, exit 75; --resume then finishes the search.
 TEST_F(SearchMpiTest, SigtermStopsWithResumeCodeAndResumeFinishes) {
@@ -286,7 +281,7 @@ TEST_F(SearchMpiTest, SigtermStopsWithResumeCodeAndResumeFinishes) {
       _exit(127);
     }
     const auto start = std::chrono::steady_clock::now();
-    while (journal_rows(out) < 5 && std::chrono::steady_clock::now() - start < std::chrono::seconds(30)) {
+    while (diffsearch::testing::journal_evaluation_rows(out) < 5 && std::chrono::steady_clock::now() - start < std::chrono::seconds(30)) {
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
     // Every diffsearch process of the session, not mpirun (which would
@@ -306,7 +301,7 @@ TEST_F(SearchMpiTest, SigtermStopsWithResumeCodeAndResumeFinishes) {
     waitpid(child, &status, 0);
     ASSERT_TRUE(WIFEXITED(status));
     EXPECT_EQ(WEXITSTATUS(status), 75) << np << " processes\n" << log_text();
-    const std::size_t rows = journal_rows(out);
+    const std::size_t rows = diffsearch::testing::journal_evaluation_rows(out);
     EXPECT_GE(rows, 5u);
     EXPECT_LT(rows, diffsearch::io::read_results(path("one.h5")).rows.size());
     ASSERT_EQ(run((np > 1 ? mpirun(np) : std::string()) + search_args(out) + " --resume"), 0) << log_text();

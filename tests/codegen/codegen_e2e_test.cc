@@ -14,14 +14,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include "test_support.h"
+
 namespace {
 
 namespace fs = std::filesystem;
 
-struct CommandResult {
-  int code;
-  std::string out;  // stdout and stderr
-};
+using diffsearch::testing::CommandResult;
 
 const char* const kOriginalTasks[] = {
     "Generate a SD1.5 pipeline using the DDIM sampler with 50 steps, accelerated by DeepCache with 3.04x speedup "
@@ -39,10 +38,7 @@ const char* const kOriginalTasks[] = {
 class CodegenE2e : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("codegen_e2e_" + std::to_string(getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    dir_ = diffsearch::testing::fresh_test_dir("codegen_e2e");
     const std::string models = std::string(DIFFSEARCH_TEST_DATA) + "/fixtures/models";
     write("models.json", "{\"SD1.5\": \"" + models + "/tiny-sd15\", \"SD2.1\": \"" + models +
                              "/tiny-sd21\", \"SDXL\": \"" + models + "/tiny-sdxl\"}\n");
@@ -69,14 +65,7 @@ class CodegenE2e : public ::testing::Test {
   }
   // Runs `command` in the test's folder.
   CommandResult shell(const std::string& command) const {
-    FILE* pipe = popen(("cd '" + dir_.string() + "' && " + command + " 2>&1").c_str(), "r");
-    if (!pipe) return {-1, ""};
-    std::string out;
-    char buf[4096];
-    std::size_t n;
-    while ((n = std::fread(buf, 1, sizeof buf, pipe)) > 0) out.append(buf, n);
-    const int status = pclose(pipe);
-    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+    return diffsearch::testing::run_command("cd '" + dir_.string() + "' && " + command + " 2>&1");
   }
   CommandResult diffsearch(const std::string& args) const { return shell(std::string("'") + DIFFSEARCH_BIN + "' " + args); }
   std::string search_args(const std::string& tasks, const std::string& out, const std::string& evaluator) const {

@@ -19,6 +19,7 @@
 
 #include "codegen/escape.h"
 #include "io/error.h"
+#include "test_support.h"
 
 namespace diffsearch::codegen {
 namespace {
@@ -37,20 +38,8 @@ void write_text(const fs::path& path, const std::string& text) {
   out << text;
 }
 
-struct Run {
-  int code;
-  std::string out;
-};
-
-Run shell(const std::string& cmd) {
-  FILE* pipe = popen((cmd + " 2>&1").c_str(), "r");
-  if (!pipe) return {-1, ""};
-  std::string out;
-  char buf[4096];
-  std::size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, pipe)) > 0) out.append(buf, n);
-  const int status = pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+diffsearch::testing::CommandResult shell(const std::string& cmd) {
+  return diffsearch::testing::run_command(cmd + " 2>&1");
 }
 
 // The answers file as distill writes it (coordinator/distill.cc), built by
@@ -189,10 +178,7 @@ CodegenRequest request_for(AnswersFile& f) {
 class CodegenTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("codegen_test_" + std::to_string(getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    dir_ = diffsearch::testing::fresh_test_dir("codegen_test");
   }
   void TearDown() override { fs::remove_all(dir_); }
 

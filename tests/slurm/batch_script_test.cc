@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "io/error.h"
+#include "test_support.h"
 
 namespace diffsearch::slurm {
 namespace {
@@ -72,15 +73,9 @@ class ScriptFile {
 
 // Runs `command`, returning its exit status and stdout.
 int run(const std::string& command, std::string* out) {
-  FILE* p = popen(command.c_str(), "r");
-  if (!p) return -1;
-  std::string text;
-  char buf[4096];
-  std::size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) text.append(buf, n);
-  const int status = pclose(p);
-  if (out) *out = text;
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  const auto r = diffsearch::testing::run_command(command);
+  if (out) *out = r.out;
+  return r.code;
 }
 
 TEST(BatchScript, GpuJobAsksForGpusAndACoordinatorSlot) {

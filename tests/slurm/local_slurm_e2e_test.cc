@@ -24,6 +24,7 @@
 #include <nlohmann/json.hpp>
 
 #include "io/result_store.h"
+#include "test_support.h"
 
 namespace {
 
@@ -35,15 +36,9 @@ const std::string kBin = DIFFSEARCH_BIN;
 
 // Runs `command` with sh; returns the exit status and, if asked, stdout.
 int run(const std::string& command, std::string* out = nullptr) {
-  FILE* p = popen(command.c_str(), "r");
-  if (!p) return -1;
-  std::string text;
-  char buf[4096];
-  std::size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) text.append(buf, n);
-  const int status = pclose(p);
-  if (out) *out = text;
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  const auto r = diffsearch::testing::run_command(command);
+  if (out) *out = r.out;
+  return r.code;
 }
 
 std::string read(const std::string& path) {
@@ -85,10 +80,7 @@ class LocalSlurm : public ::testing::Test {
                       "them): the Slurm end-to-end tests need a real Slurm";
     }
     ASSERT_FALSE(cluster_dir_.empty()) << "the local Slurm did not start:\n" << start_output_;
-    dir_ = fs::temp_directory_path() / ("local_slurm_e2e_" + std::to_string(getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    dir_ = diffsearch::testing::fresh_test_dir("local_slurm_e2e");
   }
   void TearDown() override {
     if (!HasFailure() && !dir_.empty()) fs::remove_all(dir_);
@@ -225,14 +217,6 @@ TEST_F(LocalSlurm, RenderedScriptRunsTheDemoSearch) {
   EXPECT_NE(log.find("search finished"), std::string::npos) << log;
 }
 
-std::size_t journal_rows(const std::string& results) {
-  std::ifstream in(results + ".journal");
-  std::string line;
-  std::size_t n = 0;
-  while (std::getline(in, line)) n += line.find("\"kind\":\"evaluation\"") != std::string::npos;
-  return n;
-}
-
 // Submits the demo slice, interrupts it with `interrupt` once a few units are
 // in, lets the requeued job start at once, and checks that it finished with
 // every unit measured exactly once, across two starts.
@@ -240,10 +224,10 @@ void LocalSlurm::interrupt_and_resume(const std::string& launcher, const std::st
                                       const std::string& expected_log) {
   const std::string job = submit(render("--launcher " + launcher, "/ddim/20/deepcache/"));
   const auto start = Clock::now();
-  while (journal_rows(path("results.h5")) < 4 && Clock::now() - start < std::chrono::seconds(180)) {
+  while (diffsearch::testing::journal_evaluation_rows(path("results.h5")) < 4 && Clock::now() - start < std::chrono::seconds(180)) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
-  const std::size_t before = journal_rows(path("results.h5"));
+  const std::size_t before = diffsearch::testing::journal_evaluation_rows(path("results.h5"));
   ASSERT_GE(before, 4u) << logs();
   std::string out;
   ASSERT_EQ(run(interrupt + " " + job + " 2>&1", &out), 0) << out;

@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "io/result_store.h"
+#include "test_support.h"
 
 namespace {
 
@@ -23,10 +24,7 @@ namespace fs = std::filesystem;
 class ShardMergeTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("shard_merge_" + std::to_string(getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    dir_ = diffsearch::testing::fresh_test_dir("shard_merge");
   }
   void TearDown() override { fs::remove_all(dir_); }
   std::string path(const std::string& name) const { return (dir_ / name).string(); }
