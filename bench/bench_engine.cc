@@ -18,6 +18,8 @@
 #include "worker/engine/device.h"
 #include "worker/engine/nn.h"
 #include "worker/engine/pipeline.h"
+#include "worker/engine/sample_runner.h"
+#include "worker/engine/vae.h"
 
 using namespace diffsearch;
 
@@ -32,6 +34,7 @@ struct Variant {
   // --breakdown: per round, the phases and every step (UNet + sampler), each
   // timed between device synchronisations.
   std::vector<nlohmann::json> breakdowns;
+  bool eager = false;  // --eager-too: eager libtorch instead of CUDA graphs
 };
 
 // Times each sampling step from its plan to the sampler's new latents.
@@ -65,8 +68,9 @@ int main(int argc, char** argv) {
     std::string model, out_json = "bench_engine.json", dtype = "float16", device = "cuda";
     std::string sampler = "ddim";
     int steps = 50, rounds = 5, size = 0;
-    bool breakdown = false;
-    std::vector<Variant> variants = {{"baseline", {}, {}, 0, 0}};
+    bool breakdown = false, eager_too = false;
+    int decode_only = 0;  // --decode-only N: time N VAE decodes, nothing else
+    std::vector<Variant> variants = {{"baseline", {}, {}, 0, 0, {}, false}};
     for (int i = 1; i < argc; ++i) {
       std::string a = argv[i];
       auto next = [&]() -> std::string {
@@ -82,12 +86,14 @@ int main(int argc, char** argv) {
       else if (a == "--sampler") sampler = next();
       else if (a == "--json") out_json = next();
       else if (a == "--breakdown") breakdown = true;
+      else if (a == "--eager-too") eager_too = true;
+      else if (a == "--decode-only") decode_only = std::stoi(next());
       else if (a == "--variant") {
         // NAME=SPEC[;SPEC...]
         std::string v = next();
         const auto eq = v.find('=');
         if (eq == std::string::npos) throw InputError("--variant NAME=SPEC[;SPEC]");
-        Variant var{v.substr(0, eq), {}, {}, 0, 0};
+        Variant var{v.substr(0, eq), {}, {}, 0, 0, {}, false};
         std::string rest = v.substr(eq + 1);
         std::size_t start = 0;
         while (start <= rest.size()) {
@@ -102,6 +108,17 @@ int main(int argc, char** argv) {
       }
     }
     if (model.empty()) throw InputError("--model DIR is required");
+    if (eager_too) {
+      // Every variant also eagerly, in the same rounds: graphs against eager
+      // libtorch measured in one run.
+      const std::size_t n = variants.size();
+      for (std::size_t i = 0; i < n; ++i) {
+        Variant e = variants[i];
+        e.name += "/eager";
+        e.eager = true;
+        variants.push_back(e);
+      }
+    }
     const engine::RunOptions options = engine::parse_run_options(dtype, device);
     torch::NoGradGuard no_grad;
     const auto load0 = std::chrono::steady_clock::now();
@@ -110,6 +127,27 @@ int main(int argc, char** argv) {
     const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - load0).count();
     const int64_t h = size > 0 ? size : pipeline->default_height();
     const int64_t w = size > 0 ? size : pipeline->default_width();
+    if (decode_only > 0) {
+      // The VAE decoder alone, each decode between device synchronisations.
+      const at::Tensor latents =
+          pipeline->seeded_latents(1, h, w, 0) * pipeline->vae().scaling_factor();
+      std::vector<double> times;
+      for (int i = 0; i < decode_only + 2; ++i) {
+        engine::device_synchronize(options);
+        const auto t0 = std::chrono::steady_clock::now();
+        pipeline->decode(latents);
+        engine::device_synchronize(options);
+        if (i >= 2) times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      }
+      std::printf("VAE decode %lldx%lld: median %.3f ms, best %.3f ms over %d\n",
+                  static_cast<long long>(h), static_cast<long long>(w), 1e3 * median(times),
+                  1e3 * *std::min_element(times.begin(), times.end()), decode_only);
+      return 0;
+    }
+    // Whole samples as CUDA graphs (DIFFSEARCH_CUDA_GRAPHS=0: eager), one
+    // graph kept per variant; the eager runner for --eager-too.
+    engine::SampleRunner runner(*pipeline, engine::cuda_graphs_enabled(options), variants.size());
+    engine::SampleRunner eager_runner(*pipeline, false);
 
     auto run_once = [&](Variant& v, bool measure) {
       engine::SampleRequest request;
@@ -119,14 +157,8 @@ int main(int argc, char** argv) {
       request.height = h;
       request.width = w;
       request.seed = 0;
-      std::unique_ptr<engine::Acceleration> acc;
-      if (!v.specs.empty()) {
-        std::vector<engine::AccelSpec> specs;
-        for (const auto& s : v.specs) specs.push_back(engine::parse_accel_spec(s));
-        acc = engine::Acceleration::create(specs, pipeline->unet(), steps, 0);
-        request.policies = acc->step_policies();
-        request.unet_hooks = acc->unet_hooks();
-      }
+      std::vector<engine::AccelSpec> specs;
+      for (const auto& s : v.specs) specs.push_back(engine::parse_accel_spec(s));
       engine::macs::reset();
       engine::reset_peak_memory(options);
       engine::device_synchronize(options);
@@ -136,7 +168,13 @@ int main(int argc, char** argv) {
         return std::chrono::duration<double>(std::chrono::steady_clock::now() - from).count();
       };
       if (breakdown) {
-        // The same work as sample() + decode(), phase by phase.
+        // The same work as sample() + decode(), eagerly, phase by phase.
+        std::unique_ptr<engine::Acceleration> acc;
+        if (!specs.empty()) {
+          acc = engine::Acceleration::create(specs, pipeline->unet(), steps, 0);
+          request.policies = acc->step_policies();
+          request.unet_hooks = acc->unet_hooks();
+        }
         StepTimer timer(options);
         std::vector<engine::StepPolicy*> policies = request.policies;
         policies.push_back(&timer);
@@ -160,8 +198,7 @@ int main(int argc, char** argv) {
                                   {"steps_s", timer.steps_s}});
         }
       } else {
-        auto result = pipeline->sample(request);
-        at::Tensor images = pipeline->decode(result.latents);
+        (v.eager ? eager_runner : runner).run(request, specs, 0);
       }
       const double t = since(t0);
       if (measure) {
@@ -182,9 +219,12 @@ int main(int argc, char** argv) {
                           {"dtype", dtype}, {"steps", steps}, {"sampler", sampler},
                           {"height", h}, {"width", w}, {"rounds", rounds}, {"load_s", load_s},
                           {"variants", nlohmann::json::array()}};
-    std::printf("%s, %s %lldx%lld, %s %d steps, batch 1 with CFG, %d rounds (median)\n",
+    out["cuda_graphs"] = runner.uses_graphs();
+    std::printf("%s, %s %lldx%lld, %s %d steps, batch 1 with CFG, %d rounds (median), %s\n",
                 engine::device_name(options).c_str(), dtype.c_str(), static_cast<long long>(h),
-                static_cast<long long>(w), sampler.c_str(), steps, rounds);
+                static_cast<long long>(w), sampler.c_str(), steps, rounds,
+                breakdown ? "eager, phase by phase"
+                          : (runner.uses_graphs() ? "CUDA graphs (/eager: without)" : "eager"));
     const double base_min = *std::min_element(variants[0].times_s.begin(), variants[0].times_s.end());
     std::printf("%-20s %9s %9s %9s %9s %11s %9s\n", "variant", "median_s", "speedup", "min_s",
                 "speedup", "GMACs", "peak_GiB");
@@ -196,7 +236,8 @@ int main(int argc, char** argv) {
       out["variants"].push_back({{"name", v.name}, {"specs", v.specs}, {"times_s", v.times_s},
                                  {"median_s", t}, {"speedup", base / t},
                                  {"min_s", *std::min_element(v.times_s.begin(), v.times_s.end())}, {"macs", v.macs},
-                                 {"peak_bytes", v.peak_bytes}, {"breakdowns", v.breakdowns}});
+                                 {"peak_bytes", v.peak_bytes}, {"breakdowns", v.breakdowns},
+                                 {"eager", v.eager || !runner.uses_graphs() || breakdown}});
       if (!v.breakdowns.empty()) {
         // Median over rounds of each phase; steps split at half the slowest.
         auto med = [&](const char* k) {

@@ -19,6 +19,7 @@
 #include "worker/engine/image_metrics.h"
 #include "worker/engine/nn.h"
 #include "worker/engine/pipeline.h"
+#include "worker/engine/sample_runner.h"
 #include "worker/engine/unet.h"
 
 namespace diffsearch::worker {
@@ -60,13 +61,15 @@ class EngineEvaluator final : public Evaluator {
     if (unit.prompts.empty()) throw InputError("a measurement unit needs at least one prompt");
     if (unit.batch_size < 1) throw InputError("--batch-size must be at least 1");
     const engine::RunOptions options = engine::parse_run_options(unit.dtype, unit.device);
-    engine::Pipeline& pipeline = pipeline_for(unit.model_dir, options);
+    Loaded& loaded = pipeline_for(unit.model_dir, options);
+    engine::Pipeline& pipeline = *loaded.pipeline;
+    engine::SampleRunner& runner = *loaded.runner;
     engine::ClipScorer& scorer = scorer_for(unit.clip_dir, options);
 
     const std::string key = baseline_key(unit);
     auto cached = baselines_.find(key);
     if (cached == baselines_.end()) {
-      RunOutput base = run(pipeline, scorer, unit, {}, options);
+      RunOutput base = run(pipeline, runner, scorer, unit, {}, options);
       cached = baselines_.emplace(key, std::move(base)).first;
     }
     const RunOutput& base = cached->second;
@@ -74,7 +77,7 @@ class EngineEvaluator final : public Evaluator {
     EvaluationRecord record;
     record.device_name = engine::device_name(options);
     record.base = base.measurement;
-    RunOutput acc = unit.setting.empty() ? base : run(pipeline, scorer, unit, accel_specs(unit.setting), options);
+    RunOutput acc = unit.setting.empty() ? base : run(pipeline, runner, scorer, unit, accel_specs(unit.setting), options);
     record.acc = acc.measurement;
     record.speedup = record.acc.total_s > 0 ? record.base.total_s / record.acc.total_s : 1.0;
     record.speedup_macs = record.acc.macs > 0 ? static_cast<double>(record.base.macs) /
@@ -103,14 +106,25 @@ class EngineEvaluator final : public Evaluator {
   }
 
  private:
-  engine::Pipeline& pipeline_for(const std::string& dir, const engine::RunOptions& options) {
+  // A loaded model and the runner of its samples (which holds the CUDA
+  // graphs of the baseline and the setting measured last).
+  struct Loaded {
+    std::unique_ptr<engine::Pipeline> pipeline;
+    std::unique_ptr<engine::SampleRunner> runner;
+  };
+
+  Loaded& pipeline_for(const std::string& dir, const engine::RunOptions& options) {
     const std::string key = dir + "|" + c10::toString(options.dtype) + "|" + options.device.str();
     auto it = pipelines_.find(key);
     if (it == pipelines_.end()) {
       if (pipelines_.size() >= 2) pipelines_.clear();  // keep device memory bounded
-      it = pipelines_.emplace(key, engine::Pipeline::load(dir, options)).first;
+      Loaded loaded;
+      loaded.pipeline = engine::Pipeline::load(dir, options);
+      loaded.runner = std::make_unique<engine::SampleRunner>(*loaded.pipeline,
+                                                             engine::cuda_graphs_enabled(options));
+      it = pipelines_.emplace(key, std::move(loaded)).first;
     }
-    return *it->second;
+    return it->second;
   }
 
   engine::ClipScorer& scorer_for(const std::string& dir, const engine::RunOptions& options) {
@@ -137,7 +151,8 @@ class EngineEvaluator final : public Evaluator {
     return key.str();
   }
 
-  RunOutput run(engine::Pipeline& pipeline, engine::ClipScorer& scorer, const MeasurementUnit& unit,
+  RunOutput run(engine::Pipeline& pipeline, engine::SampleRunner& runner, engine::ClipScorer& scorer,
+                const MeasurementUnit& unit,
                 const std::vector<engine::AccelSpec>& specs, const engine::RunOptions& options) {
     const int64_t n = static_cast<int64_t>(unit.prompts.size());
     const int64_t height = unit.height > 0 ? unit.height : pipeline.default_height();
@@ -158,25 +173,23 @@ class EngineEvaluator final : public Evaluator {
         starts.push_back(pipeline.seeded_latents(1, height, width, unit.seed + static_cast<uint64_t>(i)));
       }
       request.latents = at::cat(starts, 0);
-      std::unique_ptr<engine::Acceleration> acceleration;
-      if (!specs.empty()) {
-        acceleration = engine::Acceleration::create(specs, pipeline.unet(), unit.steps, unit.seed + begin);
-        request.policies = acceleration->step_policies();
-        request.unet_hooks = acceleration->unet_hooks();
-      }
       engine::macs::reset();
-      torch::NoGradGuard no_grad;
-      engine::SampleResult result = pipeline.sample(request);
+      engine::SampleOutput sample = runner.run(request, specs, unit.seed + static_cast<uint64_t>(begin));
       if (macs) *macs += engine::macs::total();
-      at::Tensor images = pipeline.decode(result.latents);
       engine::device_synchronize(options);
-      return images;
+      return sample.images;
     };
 
     RunOutput out;
-    // One untimed warm-up batch: kernels, allocator and caches settle.
-    run_batch(0, std::min<int64_t>(n, unit.batch_size), nullptr);
+    // One untimed warm-up batch per batch size (a last, smaller batch is a
+    // shape of its own): kernels, allocator and caches settle, and on CUDA
+    // the sample is captured as a graph that the timed batches replay. The
+    // peak memory includes the warm-up, which allocates what a replay uses.
     engine::reset_peak_memory(options);
+    run_batch(0, std::min<int64_t>(n, unit.batch_size), nullptr);
+    if (runner.uses_graphs() && n > unit.batch_size && n % unit.batch_size != 0) {
+      run_batch(n - n % unit.batch_size, n, nullptr);
+    }
     std::vector<at::Tensor> all_images;
     for (int64_t begin = 0; begin < n; begin += unit.batch_size) {
       const int64_t end = std::min<int64_t>(n, begin + unit.batch_size);
@@ -201,7 +214,7 @@ class EngineEvaluator final : public Evaluator {
     return out;
   }
 
-  std::map<std::string, std::unique_ptr<engine::Pipeline>> pipelines_;
+  std::map<std::string, Loaded> pipelines_;
   std::unique_ptr<engine::ClipScorer> scorer_;
   std::string scorer_key_;
   std::map<std::string, RunOutput> baselines_;

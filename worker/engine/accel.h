@@ -59,6 +59,11 @@ class Acceleration {
   // nullptr when no policy has UNet hooks.
   virtual UNetHooks* unet_hooks() = 0;
   virtual std::vector<StepPolicy*> step_policies() = 0;
+  // Before a CUDA-graph replay of a run captured with these policies: each
+  // policy's refill_for_replay, with the seed `create` would have been given.
+  void refill_for_replay(uint64_t seed) {
+    for (StepPolicy* p : step_policies()) p->refill_for_replay(seed);
+  }
 };
 
 }  // namespace diffsearch::engine

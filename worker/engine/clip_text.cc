@@ -107,22 +107,44 @@ ClipTextEncoder ClipTextEncoder::load(const ClipTextConfig& config, Weights& w) 
   return e;
 }
 
-ClipTextOutput ClipTextEncoder::forward(const at::Tensor& input_ids) const {
-  DIFFSEARCH_ASSERT(input_ids.dim() == 2);
-  const int64_t b = input_ids.size(0), t = input_ids.size(1);
+void ClipTextEncoder::check_ids(const at::Tensor& ids_cpu) const {
+  DIFFSEARCH_ASSERT(ids_cpu.dim() == 2 && ids_cpu.device().is_cpu());
+  const int64_t t = ids_cpu.size(1);
   if (t > config_.max_position_embeddings) {
     throw InputError("text encoder: " + std::to_string(t) + " tokens given but the model has " +
                      std::to_string(config_.max_position_embeddings) +
                      " positions (max_position_embeddings); tokenize with truncation");
   }
-  at::Tensor ids_cpu = input_ids.to(at::kCPU, at::kLong).contiguous();
   if (ids_cpu.numel() > 0 &&
       (ids_cpu.min().item<int64_t>() < 0 || ids_cpu.max().item<int64_t>() >= config_.vocab_size)) {
     throw InputError("text encoder: token id outside the vocabulary of " +
                      std::to_string(config_.vocab_size) +
                      " (was the prompt tokenized with this model's tokenizer?)");
   }
-  at::Tensor ids = ids_cpu.to(options_.device);
+}
+
+at::Tensor ClipTextEncoder::pooling_positions(const at::Tensor& ids_cpu) const {
+  DIFFSEARCH_ASSERT(ids_cpu.dim() == 2 && ids_cpu.device().is_cpu());
+  const at::Tensor ids = ids_cpu.to(at::kLong);
+  // As before the split: when every row's highest id is CLIP's end token,
+  // pool at the highest id; otherwise at the first eos_token_id.
+  const bool legacy = (std::get<0>(ids.max(-1)) == kClipEndTokenId).all().item<bool>();
+  const at::Tensor where = legacy ? ids.to(at::kInt).argmax(-1)
+                                  : (ids == config_.eos_token_id).to(at::kInt).argmax(-1);
+  return where.to(at::kLong);
+}
+
+ClipTextOutput ClipTextEncoder::forward(const at::Tensor& input_ids) const {
+  DIFFSEARCH_ASSERT(input_ids.dim() == 2);
+  const at::Tensor ids_cpu = input_ids.to(at::kCPU, at::kLong).contiguous();
+  check_ids(ids_cpu);
+  return forward_on_device(ids_cpu.to(options_.device), pooling_positions(ids_cpu).to(options_.device));
+}
+
+ClipTextOutput ClipTextEncoder::forward_on_device(const at::Tensor& ids,
+                                                  const at::Tensor& positions) const {
+  DIFFSEARCH_ASSERT(ids.dim() == 2 && positions.dim() == 1 && positions.size(0) == ids.size(0));
+  const int64_t b = ids.size(0), t = ids.size(1);
   at::Tensor x = token_embedding_.index_select(0, ids.reshape({-1})).view({b, t, -1}) +
                  position_embedding_.slice(0, 0, t).unsqueeze(0);
   // True above the diagonal: a token never attends to later tokens.
@@ -136,15 +158,8 @@ ClipTextOutput ClipTextEncoder::forward(const at::Tensor& input_ids) const {
   }
   out.last_hidden_state = final_layer_norm_(x);
   out.penultimate = out.hidden_states[out.hidden_states.size() - 2];
-
-  // Pooling position per sequence, on the CPU copy of the ids.
-  at::Tensor rows_max = std::get<0>(ids_cpu.max(-1));
-  const bool legacy = (rows_max == kClipEndTokenId).all().item<bool>();
-  at::Tensor where = legacy ? ids_cpu.to(at::kInt).argmax(-1)
-                            : (ids_cpu == config_.eos_token_id).to(at::kInt).argmax(-1);
   out.pooled = out.last_hidden_state.index(
-      {at::arange(b, at::TensorOptions().dtype(at::kLong).device(options_.device)),
-       where.to(options_.device)});
+      {at::arange(b, at::TensorOptions().dtype(at::kLong).device(options_.device)), positions});
   if (text_projection_.weight.defined()) out.text_embeds = text_projection_(out.pooled);
   return out;
 }

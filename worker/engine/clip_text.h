@@ -62,6 +62,15 @@ class ClipTextEncoder {
   // input_ids: [B, T] integer ids, T <= max_position_embeddings.
   ClipTextOutput forward(const at::Tensor& input_ids) const;
 
+  // forward() in two halves, so the device half can be captured in a CUDA
+  // graph (it never waits on the host). check_ids throws InputError for ids
+  // the model cannot embed; pooling_positions gives, per row of host ids, the
+  // end token's position (what `pooled` takes).
+  void check_ids(const at::Tensor& ids_cpu) const;
+  at::Tensor pooling_positions(const at::Tensor& ids_cpu) const;
+  // ids [B, T] and positions [B] already on the run device, both long.
+  ClipTextOutput forward_on_device(const at::Tensor& ids, const at::Tensor& positions) const;
+
   const ClipTextConfig& config() const { return config_; }
   const RunOptions& options() const { return options_; }
 

@@ -11,6 +11,7 @@
 #ifdef DIFFSEARCH_WITH_CUDA
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAGuard.h>
 #endif
 
 #include "io/error.h"
@@ -118,5 +119,37 @@ std::string device_name(const RunOptions& options) {
 #endif
   return options.device.is_cuda() ? "cuda" : "cpu";
 }
+
+bool cuda_graphs_enabled(const RunOptions& options) {
+  const char* env = std::getenv("DIFFSEARCH_CUDA_GRAPHS");
+  const std::string value = env == nullptr ? "" : env;
+  if (!value.empty() && value != "0" && value != "1") {
+    throw InputError("DIFFSEARCH_CUDA_GRAPHS='" + value + "': expected 1 (the default) or 0 (eager runs)");
+  }
+#ifdef DIFFSEARCH_WITH_CUDA
+  return options.device.is_cuda() && value != "0";
+#else
+  return false;
+#endif
+}
+
+namespace {
+thread_local int capture_depth = 0;
+}  // namespace
+
+bool capturing_graph() { return capture_depth > 0; }
+
+at::Tensor empty_outside_graph(at::IntArrayRef sizes, const at::TensorOptions& options) {
+#ifdef DIFFSEARCH_WITH_CUDA
+  if (capturing_graph() && options.device().is_cuda()) {
+    // The allocator serves the capture's pool only to the capturing stream.
+    c10::cuda::CUDAStreamGuard guard(c10::cuda::getDefaultCUDAStream(options.device().index()));
+    return at::empty(sizes, options);
+  }
+#endif
+  return at::empty(sizes, options);
+}
+GraphCaptureScope::GraphCaptureScope() { ++capture_depth; }
+GraphCaptureScope::~GraphCaptureScope() { --capture_depth; }
 
 }  // namespace diffsearch::engine

@@ -24,4 +24,27 @@ int64_t peak_memory_bytes(const RunOptions& options);
 // "NVIDIA H200", or "cpu".
 std::string device_name(const RunOptions& options);
 
+// Whether SampleRunner may capture whole samples as CUDA graphs: on a CUDA
+// device with PyTorch's CUDA libtorch, unless DIFFSEARCH_CUDA_GRAPHS=0
+// (anything but 0 or 1 is an InputError).
+bool cuda_graphs_enabled(const RunOptions& options);
+
+// True while this thread captures a CUDA graph. Nothing then executes, and a
+// copy from host memory would be replayed from a stale buffer: policies
+// allocate the device tensor instead and fill it in refill_for_replay.
+bool capturing_graph();
+// at::empty for a tensor the host fills before each replay. While capturing,
+// it comes from outside the capture's memory pool: a block of that pool may
+// have served a temporary of the graph's earlier kernels, which would
+// overwrite on replay what the host wrote before it.
+at::Tensor empty_outside_graph(at::IntArrayRef sizes, const at::TensorOptions& options);
+
+class GraphCaptureScope {
+ public:
+  GraphCaptureScope();
+  ~GraphCaptureScope();
+  GraphCaptureScope(const GraphCaptureScope&) = delete;
+  GraphCaptureScope& operator=(const GraphCaptureScope&) = delete;
+};
+
 }  // namespace diffsearch::engine

@@ -203,9 +203,17 @@ void Pipeline::check_size(int64_t height, int64_t width) const {
   }
 }
 
-PromptEmbeddings Pipeline::encode_prompts(const std::vector<std::string>& prompts,
-                                          const std::vector<std::string>& negative_prompts,
-                                          int64_t height, int64_t width) const {
+PromptTokens PromptTokens::to(const c10::Device& device) const {
+  PromptTokens t = *this;
+  for (auto& x : t.ids) x = x.to(device);
+  for (auto& x : t.positions) x = x.to(device);
+  if (t.time_ids.defined()) t.time_ids = t.time_ids.to(device);
+  return t;
+}
+
+PromptTokens Pipeline::tokenize_prompts(const std::vector<std::string>& prompts,
+                                        const std::vector<std::string>& negative_prompts,
+                                        int64_t height, int64_t width) const {
   const Impl& m = *impl_;
   if (prompts.empty()) throw InputError("no prompt given");
   if (!negative_prompts.empty() && negative_prompts.size() != prompts.size()) {
@@ -219,53 +227,70 @@ PromptEmbeddings Pipeline::encode_prompts(const std::vector<std::string>& prompt
   std::vector<std::string> negatives = negative_prompts;
   if (none_given) negatives.assign(prompts.size(), "");
 
-  PromptEmbeddings e;
-  torch::NoGradGuard no_grad;
+  PromptTokens t;
+  t.batch = static_cast<int64_t>(prompts.size());
+  t.zero_negatives = m.family == ModelFamily::sdxl && none_given && m.force_zeros_for_empty_prompt;
   // Positive and negative ids go through each encoder as one batch: at these
   // sizes the encoder is bound by launching kernels, not by arithmetic.
-  const int64_t b = static_cast<int64_t>(prompts.size());
-  auto encode_both = [&](std::size_t tower, bool with_negatives) {
-    at::Tensor ids = m.tokenize(tower, prompts, e.truncated);
-    if (with_negatives) {
+  for (std::size_t i = 0; i < m.towers.size(); ++i) {
+    at::Tensor ids = m.tokenize(i, prompts, t.truncated);
+    if (!t.zero_negatives) {
       bool ignored = false;
-      ids = at::cat({ids, m.tokenize(tower, negatives, ignored)}, 0);
+      ids = at::cat({ids, m.tokenize(i, negatives, ignored)}, 0);
     }
-    return m.towers[tower].encoder->forward(ids);
-  };
+    m.towers[i].encoder->check_ids(ids);
+    t.positions.push_back(m.towers[i].encoder->pooling_positions(ids));
+    t.ids.push_back(ids);
+  }
+  if (m.family == ModelFamily::sdxl) {
+    // Original size = target size = the requested one, no crop (the defaults
+    // of StableDiffusionXLPipeline).
+    const double h = static_cast<double>(height), w = static_cast<double>(width);
+    t.time_ids = torch::tensor({h, w, 0.0, 0.0, h, w}, torch::kDouble).unsqueeze(0).repeat({t.batch, 1});
+  }
+  return t;
+}
+
+PromptEmbeddings Pipeline::encode_tokens(const PromptTokens& t) const {
+  const Impl& m = *impl_;
+  DIFFSEARCH_ASSERT(t.ids.size() == m.towers.size() && t.positions.size() == m.towers.size());
+  torch::NoGradGuard no_grad;
+  const int64_t b = t.batch;
+  PromptEmbeddings e;
+  e.truncated = t.truncated;
   if (m.family == ModelFamily::sd) {
-    const at::Tensor hidden = encode_both(0, true).last_hidden_state;
+    const at::Tensor hidden = m.towers[0].encoder->forward_on_device(t.ids[0], t.positions[0]).last_hidden_state;
     e.positive = hidden.slice(0, 0, b);
     e.negative = hidden.slice(0, b);
     return e;
   }
   // SDXL: hidden_states[-2] of both encoders side by side; the pooled
   // projection of the second.
-  const bool zero_negatives = none_given && m.force_zeros_for_empty_prompt;
   std::vector<at::Tensor> pos, neg;
   for (std::size_t i = 0; i < m.towers.size(); ++i) {
-    const ClipTextOutput out = encode_both(i, !zero_negatives);
+    const ClipTextOutput out = m.towers[i].encoder->forward_on_device(t.ids[i], t.positions[i]);
     pos.push_back(out.penultimate.slice(0, 0, b));
-    if (!zero_negatives) neg.push_back(out.penultimate.slice(0, b));
+    if (!t.zero_negatives) neg.push_back(out.penultimate.slice(0, b));
     if (out.text_embeds.defined()) {
       e.positive_pooled = out.text_embeds.slice(0, 0, b);
-      if (!zero_negatives) e.negative_pooled = out.text_embeds.slice(0, b);
+      if (!t.zero_negatives) e.negative_pooled = out.text_embeds.slice(0, b);
     }
   }
   e.positive = at::cat(pos, -1);
-  if (zero_negatives) {
+  if (t.zero_negatives) {
     e.negative = at::zeros_like(e.positive);
     e.negative_pooled = at::zeros_like(e.positive_pooled);
   } else {
     e.negative = at::cat(neg, -1);
   }
-  // Original size = target size = the requested one, no crop (the defaults
-  // of StableDiffusionXLPipeline).
-  const double h = static_cast<double>(height), w = static_cast<double>(width);
-  e.time_ids = torch::tensor({h, w, 0.0, 0.0, h, w}, torch::kDouble)
-                   .to(m.options.device, m.options.dtype)
-                   .unsqueeze(0)
-                   .repeat({static_cast<int64_t>(prompts.size()), 1});
+  e.time_ids = t.time_ids.to(m.options.dtype);
   return e;
+}
+
+PromptEmbeddings Pipeline::encode_prompts(const std::vector<std::string>& prompts,
+                                          const std::vector<std::string>& negative_prompts,
+                                          int64_t height, int64_t width) const {
+  return encode_tokens(tokenize_prompts(prompts, negative_prompts, height, width).to(impl_->options.device));
 }
 
 at::Tensor Pipeline::seeded_latents(int64_t batch, int64_t height, int64_t width,
@@ -330,37 +355,42 @@ at::Tensor Pipeline::denoise(const PromptEmbeddings& e, at::Tensor latents, Samp
   return latents;
 }
 
-SampleResult Pipeline::sample(const SampleRequest& r) const {
-  const Impl& m = *impl_;
+std::pair<int64_t, int64_t> Pipeline::image_size(const SampleRequest& r) const {
   const int64_t height = r.height > 0 ? r.height : default_height();
   const int64_t width = r.width > 0 ? r.width : default_width();
   check_size(height, width);
+  return {height, width};
+}
+
+at::Tensor Pipeline::starting_latents(const SampleRequest& r) const {
+  const Impl& m = *impl_;
+  const auto [height, width] = image_size(r);
+  const int64_t batch = static_cast<int64_t>(r.prompts.size());
+  const int64_t f = m.vae_scale_factor;
+  const std::vector<int64_t> shape = {batch, latent_channels(), height / f, width / f};
+  if (!r.latents.defined()) return seeded_latents(batch, height, width, r.seed);
+  if (r.latents.sizes().vec() != shape) {
+    throw InputError("starting latents have shape " + shape_string(r.latents.sizes().vec()) +
+                     " but " + std::to_string(batch) + " prompt(s) at " +
+                     std::to_string(height) + "x" + std::to_string(width) + " need " +
+                     shape_string(shape) + " (set --height/--width to match the latents)");
+  }
+  if (!at::isFloatingType(r.latents.scalar_type())) {
+    throw InputError("starting latents must be floating point, found " +
+                     std::string(c10::toString(r.latents.scalar_type())));
+  }
+  return r.latents.to(m.options.device, m.options.dtype);
+}
+
+SampleResult Pipeline::sample(const SampleRequest& r) const {
+  const auto [height, width] = image_size(r);
   if (r.steps < 1) {
     throw InputError("steps must be at least 1, found " + std::to_string(r.steps));
   }
-  const int64_t batch = static_cast<int64_t>(r.prompts.size());
   auto sampler = make_sampler(r.sampler);
   // Validate the step count before the encoders run.
   sampler->set_timesteps(r.steps);
-
-  at::Tensor latents;
-  const int64_t f = m.vae_scale_factor;
-  const std::vector<int64_t> shape = {batch, latent_channels(), height / f, width / f};
-  if (r.latents.defined()) {
-    if (r.latents.sizes().vec() != shape) {
-      throw InputError("starting latents have shape " + shape_string(r.latents.sizes().vec()) +
-                       " but " + std::to_string(batch) + " prompt(s) at " +
-                       std::to_string(height) + "x" + std::to_string(width) + " need " +
-                       shape_string(shape) + " (set --height/--width to match the latents)");
-    }
-    if (!at::isFloatingType(r.latents.scalar_type())) {
-      throw InputError("starting latents must be floating point, found " +
-                       std::string(c10::toString(r.latents.scalar_type())));
-    }
-    latents = r.latents.to(m.options.device, m.options.dtype);
-  } else {
-    latents = seeded_latents(batch, height, width, r.seed);
-  }
+  const at::Tensor latents = starting_latents(r);
   PromptEmbeddings e = encode_prompts(r.prompts, r.negative_prompts, height, width);
   SampleResult result;
   result.prompt_truncated = e.truncated;

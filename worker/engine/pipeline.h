@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -63,6 +64,11 @@ class StepPolicy {
   virtual void plan_step(const StepInfo& step, StepPlan& plan) {}
   // After the sampler step, with the new latents.
   virtual void end_step(const StepInfo& step, const at::Tensor& latents) {}
+  // Before each replay of a run captured as a CUDA graph with this policy
+  // (SampleRunner): fill the device tensors that the policy would have
+  // copied from the host during the run (see capturing_graph()), as a run
+  // seeded `seed` would have filled them.
+  virtual void refill_for_replay(uint64_t seed) {}
 };
 
 struct SampleRequest {
@@ -82,6 +88,21 @@ struct SampleRequest {
   at::Tensor latents;
   std::vector<StepPolicy*> policies;  // not owned, applied in order
   UNetHooks* unet_hooks = nullptr;    // not owned; passed to every UNet forward
+};
+
+// The host half of encode_prompts: each text encoder's token ids, positive
+// prompts first then negative ones, and everything else the device half needs.
+// to() moves it to the run device; encode_tokens (the device half) then never
+// waits on the host, so a CUDA graph can capture it.
+struct PromptTokens {
+  std::vector<at::Tensor> ids;        // per text encoder: [B or 2B, 77] long
+  std::vector<at::Tensor> positions;  // per text encoder: [B or 2B] long, the pooling position
+  int64_t batch = 0;                  // B
+  bool zero_negatives = false;        // SDXL, no negative prompt: zeros, nothing encoded
+  at::Tensor time_ids;                // SDXL [B, 6] float64; undefined for SD
+  bool truncated = false;             // some prompt was longer than 77 ids
+
+  PromptTokens to(const c10::Device& device) const;
 };
 
 struct SampleResult {
@@ -116,6 +137,16 @@ class Pipeline {
   PromptEmbeddings encode_prompts(const std::vector<std::string>& prompts,
                                   const std::vector<std::string>& negative_prompts,
                                   int64_t height, int64_t width) const;
+  // encode_prompts in its host and device halves (PromptTokens).
+  PromptTokens tokenize_prompts(const std::vector<std::string>& prompts,
+                                const std::vector<std::string>& negative_prompts,
+                                int64_t height, int64_t width) const;
+  PromptEmbeddings encode_tokens(const PromptTokens& tokens_on_device) const;
+  // The request's image size (0: the model's default), checked.
+  std::pair<int64_t, int64_t> image_size(const SampleRequest& request) const;
+  // The request's starting latents (given, or seeded noise), checked and in
+  // the run dtype on the run device, before the sampler's initial scaling.
+  at::Tensor starting_latents(const SampleRequest& request) const;
   // torch.randn((batch, C, h/8, w/8), generator=torch.Generator().manual_seed(seed))
   // on the CPU in float32, then moved to the run dtype and device.
   at::Tensor seeded_latents(int64_t batch, int64_t height, int64_t width, uint64_t seed) const;

@@ -11,6 +11,7 @@
 #include <torch/version.h>
 
 #include "io/error.h"
+#include "worker/engine/device.h"
 #include "worker/engine/nn.h"
 
 namespace diffsearch::engine {
@@ -161,46 +162,66 @@ bool ToMePolicy::merges(TokenStage stage) const {
   return false;
 }
 
+at::Tensor ToMePolicy::upload(const at::Tensor& cpu, const at::Device& device, bool random,
+                              int64_t w, int64_t h) {
+  if (!capturing_graph() || device.is_cpu()) return to_device_async(cpu, device);
+  at::Tensor on_device = empty_outside_graph(cpu.sizes(), cpu.options().device(device));
+  uploads_.push_back({on_device, random ? at::Tensor() : cpu, w, h});
+  return on_device;
+}
+
+void ToMePolicy::refill_for_replay(uint64_t seed) {
+  seed_ = seed;
+  generator_ = at::make_generator<at::CPUGeneratorImpl>(seed_);
+  for (const Upload& u : uploads_) {
+    u.device.copy_(u.host.defined() ? u.host : draw_destination_rows(u.w, u.h));
+  }
+}
+
 at::Tensor ToMePolicy::fixed_destinations(int64_t w, int64_t h, const at::Tensor& like) {
   at::Tensor& slot = fixed_[{w, h, like.device().str()}];
   if (!slot.defined()) {
-    slot = to_device_async(token_partition_2d(w, h, params_.sx, params_.sy, at::Tensor()).first,
-                           like.device());
+    slot = upload(token_partition_2d(w, h, params_.sx, params_.sy, at::Tensor()).first,
+                  like.device(), /*random=*/false, w, h);
   }
   return slot;
 }
 
 at::Tensor ToMePolicy::random_destinations(int64_t w, int64_t h, const at::Tensor& like) {
-  // Many draws per copy to the device: one small copy per transformer block
-  // would cost more than the block's merging saves.
-  constexpr int64_t kDraws = 64;
   Draws& d = draws_[{w, h, like.device().str()}];
   if (!d.rows.defined() || d.next == d.rows.size(0)) {
-    const int64_t hsy = h / params_.sy, wsx = w / params_.sx;
-    const at::Tensor choices = at::randint(params_.sx * params_.sy, {kDraws, hsy, wsx}, generator_,
-                                           at::TensorOptions().dtype(at::kLong));
-    at::Tensor rows = at::empty({kDraws, hsy * wsx}, at::TensorOptions().dtype(at::kLong));
-    // token_partition_2d's destinations, written straight into the rows.
-    const int64_t* c = choices.data_ptr<int64_t>();
-    int64_t* out = rows.data_ptr<int64_t>();
-    std::vector<char> is_dst(static_cast<std::size_t>(w * h));
-    for (int64_t k = 0; k < kDraws; ++k, c += hsy * wsx) {
-      std::fill(is_dst.begin(), is_dst.end(), 0);
-      for (int64_t i = 0; i < hsy; ++i) {
-        for (int64_t j = 0; j < wsx; ++j) {
-          const int64_t pick = c[i * wsx + j];
-          is_dst[static_cast<std::size_t>((i * params_.sy + pick / params_.sx) * w + j * params_.sx +
-                                          pick % params_.sx)] = 1;
-        }
-      }
-      for (int64_t p = 0; p < w * h; ++p) {
-        if (is_dst[static_cast<std::size_t>(p)]) *out++ = p;
-      }
-    }
-    d.rows = to_device_async(rows, like.device());
+    d.rows = upload(draw_destination_rows(w, h), like.device(), /*random=*/true, w, h);
     d.next = 0;
   }
   return d.rows[d.next++];
+}
+
+at::Tensor ToMePolicy::draw_destination_rows(int64_t w, int64_t h) {
+  // Many draws per copy to the device: one small copy per transformer block
+  // would cost more than the block's merging saves.
+  constexpr int64_t kDraws = 64;
+  const int64_t hsy = h / params_.sy, wsx = w / params_.sx;
+  const at::Tensor choices = at::randint(params_.sx * params_.sy, {kDraws, hsy, wsx}, generator_,
+                                         at::TensorOptions().dtype(at::kLong));
+  at::Tensor rows = at::empty({kDraws, hsy * wsx}, at::TensorOptions().dtype(at::kLong));
+  // token_partition_2d's destinations, written straight into the rows.
+  const int64_t* c = choices.data_ptr<int64_t>();
+  int64_t* out = rows.data_ptr<int64_t>();
+  std::vector<char> is_dst(static_cast<std::size_t>(w * h));
+  for (int64_t k = 0; k < kDraws; ++k, c += hsy * wsx) {
+    std::fill(is_dst.begin(), is_dst.end(), 0);
+    for (int64_t i = 0; i < hsy; ++i) {
+      for (int64_t j = 0; j < wsx; ++j) {
+        const int64_t pick = c[i * wsx + j];
+        is_dst[static_cast<std::size_t>((i * params_.sy + pick / params_.sx) * w + j * params_.sx +
+                                        pick % params_.sx)] = 1;
+      }
+    }
+    for (int64_t p = 0; p < w * h; ++p) {
+      if (is_dst[static_cast<std::size_t>(p)]) *out++ = p;
+    }
+  }
+  return rows;
 }
 
 void ToMePolicy::transformer_begin(const TransformerLocation& where, const at::Tensor& x,

@@ -88,6 +88,9 @@ class ToMePolicy final : public UNetHooks, public StepPolicy {
   // StepPolicy: every run starts the generator from the seed again.
   void begin_run(const std::vector<int64_t>& timesteps) override;
   void end_step(const StepInfo& step, const at::Tensor& latents) override;
+  // Refills the destinations a captured run took from the host, drawing the
+  // random ones again from `seed` in the order the run drew them.
+  void refill_for_replay(uint64_t seed) override;
 
   // UNetHooks
   void begin_forward(const UNetForwardInfo& info) override;
@@ -104,6 +107,13 @@ class ToMePolicy final : public UNetHooks, public StepPolicy {
   // ones (made once), or the next random draw.
   at::Tensor fixed_destinations(int64_t w, int64_t h, const at::Tensor& like);
   at::Tensor random_destinations(int64_t w, int64_t h, const at::Tensor& like);
+  // kDraws random destination lists of a w x h grid from generator_, [kDraws, Nd].
+  at::Tensor draw_destination_rows(int64_t w, int64_t h);
+  // Host indices to the device: an asynchronous copy, or while a CUDA graph
+  // is captured an empty device tensor remembered in uploads_ (random: its
+  // rows are draws of a w x h grid; else `cpu` is its content).
+  at::Tensor upload(const at::Tensor& cpu, const at::Device& device, bool random, int64_t w,
+                    int64_t h);
 
   ToMeParams params_;
   uint64_t seed_ = 0;
@@ -119,6 +129,12 @@ class ToMePolicy final : public UNetHooks, public StepPolicy {
     int64_t next = 0;
   };
   std::map<GridKey, Draws> draws_;
+  struct Upload {
+    at::Tensor device;
+    at::Tensor host;  // fixed destinations; undefined for random draws
+    int64_t w = 0, h = 0;
+  };
+  std::vector<Upload> uploads_;  // in the order the captured run made them
 };
 
 }  // namespace diffsearch::engine

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# One call on the GPU machine (the `device` tool): build against PyTorch's CUDA
+# libtorch, check CUDA-graph replays against eager runs (every sampler and
+# acceleration, tests/worker/engine/sample_runner_test.cc), then benchmark a
+# full-size random SD1.5 at 512x512, fp16, 50 DDIM steps, batch 1 with CFG:
+# every variant replayed from CUDA graphs and run eagerly, in the same rounds.
+# Results land in $OUT.
+set -uo pipefail
+out="${OUT:-/tmp/gpu-graphs}"
+mkdir -p "$out"
+nvidia-smi -L | tee "$out/gpu.txt"
+prefix="$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')"
+build="${BUILD:-build-gpu-graphs}"
+t0=$(date +%s)
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$prefix" \
+  -DDIFFSEARCH_BUILD_BENCH=ON > "$out/configure.log" 2>&1 || { tail -30 "$out/configure.log"; exit 1; }
+cmake --build "$build" -j "$(nproc)" --target diffsearch bench_engine test_worker_engine_sample_runner \
+  test_worker_engine_graph_ops_cuda \
+  > "$out/build.log" 2>&1 || { grep -E "error" "$out/build.log" | head -30; exit 1; }
+echo "build ok in $(( $(date +%s) - t0 )) s"
+# Each test in its own process (a device-side assertion ends a process).
+(cd "$build" && OMP_NUM_THREADS=4 ctest -R "SampleRunner|GraphOps" --timeout 300 --output-on-failure > "$out/sample_runner_test.log" 2>&1)
+grep -E "tests passed|tests failed|\*\*\*Failed|Exception|SEGFAULT" "$out/sample_runner_test.log" | head -30
+grep -v "ScatterGatherKernel" "$out/sample_runner_test.log" | grep -E "run [0-9]: |Failure|rel_err|Which is|capture" | head -60
+model=/tmp/sd15-full; [ -d "$model" ] || "$build/diffsearch" synth-model --like sd15 --full-size --dtype fp16 --out "$model" --log-level warn
+# The VAE decoder alone, NCHW and NHWC convolutions.
+for cl in 0 1; do
+  DIFFSEARCH_VAE_CHANNELS_LAST=$cl "$build/bench/bench_engine" --model "$model" --decode-only 30 2>&1 | tee -a "$out/decode.txt"
+done
+[ "${MODE:-all}" = diag ] && exit 0
+variants=(--variant "deepcache_i3_b0=deepcache:cache_interval=3,cache_branch_id=0"
+  --variant "deepcache_i5_b0=deepcache:cache_interval=5,cache_branch_id=0"
+  --variant "deepcache_i50_b0=deepcache:cache_interval=50,cache_branch_id=0"
+  --variant "tgate_gate20=tgate:gate_step=20")
+if grep -q "tests failed out" "$out/sample_runner_test.log" && grep -q "setting2 .*Failed\|setting2 .*SegFault" "$out/sample_runner_test.log"; then
+  echo "ToMe replays failed their test: benchmark without ToMe"
+else
+  variants+=(--variant "tome_0.5=tome:ratio=0.5" --variant "tome_0.5_norand=tome:ratio=0.5,use_rand=false")
+fi
+"$build/bench/bench_engine" --model "$model" --steps 50 --eager-too --rounds "${ROUNDS:-10}" \
+  --json "$out/graphs.json" "${variants[@]}" "$@" 2>&1 | grep -v ScatterGatherKernel | tee "$out/graphs.txt"
