@@ -1,7 +1,10 @@
 // Engine benchmark: one model, one sampler, batch 1 with CFG; the baseline and
 // each acceleration timed in the same process, interleaved round by round so
 // clock and thermal drift hit every variant alike. Prints a table and writes
-// JSON (speedups are ratios of medians measured in this one run).
+// JSON (speedups are ratios of medians measured in this one run). On CUDA each
+// run is a replay of the sample captured as a CUDA graph (SampleRunner);
+// --eager-too adds every variant run eagerly to the same rounds, --breakdown
+// times an eager run phase by phase, --decode-only N times the VAE alone.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
