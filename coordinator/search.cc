@@ -344,7 +344,12 @@ int worker_loop(const SearchOptions& options, const SearchPlan& plan, int rank) 
   const std::string device = worker_device(options.device, rank);
   log::set_context("rank " + std::to_string(rank) + "@" + host_name());
   auto evaluator = make_evaluator(options.evaluator, rank);
-  send_json({{"t", "ready"}, {"host", host_name()}, {"device", device}, {"gpu", evaluator->gpu_name(device)}}, 0);
+  send_json({{"t", "ready"},
+             {"host", host_name()},
+             {"device", device},
+             {"gpu", evaluator->gpu_name(device)},
+             {"timing", evaluator->timing(device)}},
+            0);
   while (true) {
     MPI_Status status;
     MPI_Probe(0, kTag, MPI_COMM_WORLD, &status);
@@ -698,10 +703,13 @@ int coordinate(const SearchOptions& options, const SearchPlan& plan, int size) {
         ws.gpu = msg.value("gpu", msg.value("device", ""));
         hosts.insert(msg.value("host", ""));
         gpus.insert(ws.gpu);
-        // The run record names each worker's device and what it is:
-        // "node01 cuda:1 (NVIDIA H200)".
+        // The run record names each worker's device, what it is and how it
+        // times runs: "node01 cuda:1 (NVIDIA H200, CUDA graphs)".
         const std::string device = msg.value("device", "");
-        devices.insert(msg.value("host", "") + " " + device + (ws.gpu != device ? " (" + ws.gpu + ")" : ""));
+        const std::string timing = msg.value("timing", "");
+        std::string what = ws.gpu != device ? ws.gpu : "";
+        if (!timing.empty()) what += (what.empty() ? "" : ", ") + timing;
+        devices.insert(msg.value("host", "") + " " + device + (what.empty() ? "" : " (" + what + ")"));
         // Every worker has named its GPU: platforms none has are settled.
         if (++ready_workers == size - 1 && report_unservable(scheduler.drop_unservable(gpus), gpus)) {
           exit_with = exit_code::failed;

@@ -56,6 +56,9 @@ class EngineEvaluator final : public Evaluator {
   std::string gpu_name(const std::string& device) override {
     return engine::device_name(engine::parse_run_options("float32", device));
   }
+  std::string timing(const std::string& device) override {
+    return engine::cuda_graphs_enabled(engine::parse_run_options("float32", device)) ? "CUDA graphs" : "";
+  }
 
   EvaluationRecord evaluate(const MeasurementUnit& unit) override {
     if (unit.prompts.empty()) throw InputError("a measurement unit needs at least one prompt");

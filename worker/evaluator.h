@@ -68,6 +68,9 @@ class Evaluator {
   // The name of the GPU that `device` ("cpu", "cuda:1") is, as CUDA reports
   // it and platform tasks name it ("NVIDIA H200"); "cpu" for the CPU.
   virtual std::string gpu_name(const std::string& device) { return device; }
+  // How runs on `device` are timed when not plainly (eagerly): "CUDA graphs"
+  // when the engine replays captured samples. Recorded with the device.
+  virtual std::string timing(const std::string& device) { return ""; }
 };
 
 // Runs the diffusion engine. Keeps loaded pipelines, the CLIP scorer and
