@@ -66,10 +66,11 @@ FakeEvaluator::FakeEvaluator(const std::string& options, int rank) : rank_(rank)
       else if (key == "hang_ms") hang_ms_ = std::stoi(value);
       else if (key == "gpu" && !value.empty()) gpu_ = value;
       else if (key == "gpu_rank") gpu_rank_ = std::stoi(value);
+      else if (key == "timing") timing_ = value;
       else throw std::invalid_argument(key);
     } catch (const std::exception&) {
       throw InputError("--evaluator fake:" + options + ": bad option \"" + item +
-                       "\" (expected fail_rank=R, fail_every=N, fail_always, oom, sleep_ms=MS, hang_rank=R, hang_ms=MS, gpu=NAME, gpu_rank=R)");
+                       "\" (expected fail_rank=R, fail_every=N, fail_always, oom, sleep_ms=MS, hang_rank=R, hang_ms=MS, gpu=NAME, gpu_rank=R, timing=TEXT)");
     }
   }
 }

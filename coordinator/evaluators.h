@@ -32,16 +32,20 @@ class NullEvaluator : public worker::Evaluator {
 //   hang_rank, hang_ms  the first evaluation on that rank sleeps hang_ms
 //               (a worker past its deadline);
 //   gpu, gpu_rank  the GPU name this worker reports (on rank gpu_rank only,
-//               or on every rank without it), to test platform routing.
+//               or on every rank without it), to test platform routing;
+//   timing      how every worker says it times runs (the engine's
+//               "CUDA graphs"), to test the run record.
 class FakeEvaluator : public worker::Evaluator {
  public:
   FakeEvaluator(const std::string& options, int rank);
   worker::EvaluationRecord evaluate(const worker::MeasurementUnit& unit) override;
   std::string gpu_name(const std::string& device) override;
+  std::string timing(const std::string& device) override { return timing_; }
 
  private:
   int rank_;
   std::string gpu_;
+  std::string timing_;
   int gpu_rank_ = -1;
   int fail_rank_ = -1;
   int fail_every_ = 3;

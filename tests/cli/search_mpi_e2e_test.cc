@@ -135,7 +135,7 @@ TEST_F(SearchMpiTest, PlatformTasksRunOnlyOnAGpuOfThatName) {
   // Rank 2 of 3 has the H200: every unit of the platform task runs there,
   // the rest anywhere.
   const std::string out = path("routed.h5");
-  ASSERT_EQ(run(mpirun(4) + search_args(out, "\"fake:gpu_rank=2,gpu=NVIDIA H200,sleep_ms=5\"")), 0) << log_text();
+  ASSERT_EQ(run(mpirun(4) + search_args(out, "\"fake:gpu_rank=2,gpu=NVIDIA H200,timing=CUDA graphs,sleep_ms=5\"")), 0) << log_text();
   std::size_t platform_rows = 0;
   std::set<int64_t> other_ranks;
   for (const auto& r : diffsearch::io::read_results(out).rows) {
@@ -149,11 +149,13 @@ TEST_F(SearchMpiTest, PlatformTasksRunOnlyOnAGpuOfThatName) {
   }
   EXPECT_GT(platform_rows, 0u);
   EXPECT_GE(other_ranks.size(), 2u) << "the other units still spread over the workers";
-  // The run record names each worker's device and what it is.
+  // The run record names each worker's device, what it is and how it times
+  // runs; the rows keep the bare GPU name (above), which distill matches.
   const auto runs = diffsearch::io::read_results(out).runs;
   ASSERT_FALSE(runs.empty());
   const std::string devices = runs.back()["attributes"]["devices"].get<std::string>();
-  EXPECT_NE(devices.find("cpu (NVIDIA H200)"), std::string::npos) << devices;
+  EXPECT_NE(devices.find("cpu (NVIDIA H200, CUDA graphs)"), std::string::npos) << devices;
+  EXPECT_NE(devices.find("cpu (CUDA graphs)"), std::string::npos) << devices;
   const std::string params = out + ".params.json";
   ASSERT_EQ(run(std::string(DIFFSEARCH_BIN) + " distill " + out + " --tasks " + path("tasks.txt") + " -o " + params), 0);
   const auto answer = nlohmann::json::parse(std::ifstream(params))["sd15/ddim/20/deepcache/lat1.5s@NVIDIA_H200/loss0.02"];
