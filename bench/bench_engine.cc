@@ -4,16 +4,20 @@
 // JSON (speedups are ratios of medians measured in this one run). On CUDA each
 // run is a replay of the sample captured as a CUDA graph (SampleRunner);
 // --eager-too adds every variant run eagerly to the same rounds, --breakdown
-// times an eager run phase by phase, --decode-only N times the VAE alone.
+// times an eager run phase by phase, --decode-only N times the VAE alone,
+// --profile DIR writes one eager run of each variant as a PyTorch profiler
+// trace (DIR/NAME.json; scripts/trace_summary.py sums its kernels by region).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <set>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
+#include <torch/csrc/autograd/profiler_kineto.h>
 #include <torch/torch.h>
 
 #include "io/error.h"
@@ -73,6 +77,7 @@ int main(int argc, char** argv) {
     int steps = 50, rounds = 5, size = 0;
     bool breakdown = false, eager_too = false;
     int decode_only = 0;  // --decode-only N: time N VAE decodes, nothing else
+    std::string profile_dir;
     std::vector<Variant> variants = {{"baseline", {}, {}, 0, 0, {}, false}};
     for (int i = 1; i < argc; ++i) {
       std::string a = argv[i];
@@ -91,6 +96,7 @@ int main(int argc, char** argv) {
       else if (a == "--breakdown") breakdown = true;
       else if (a == "--eager-too") eager_too = true;
       else if (a == "--decode-only") decode_only = std::stoi(next());
+      else if (a == "--profile") profile_dir = next();
       else if (a == "--variant") {
         // NAME=SPEC[;SPEC...]
         std::string v = next();
@@ -213,6 +219,29 @@ int main(int argc, char** argv) {
     // Warm-up: every variant twice (cuDNN autotuning, allocator, GPU clocks).
     for (int w = 0; w < 2; ++w) {
       for (auto& v : variants) run_once(v, false);
+    }
+    if (!profile_dir.empty()) {
+      // One eager run of each variant under Kineto (CPU ops, regions, kernels).
+      namespace prof = torch::profiler::impl;
+      const prof::ProfilerConfig config(prof::ProfilerState::KINETO);
+      std::set<prof::ActivityType> activities = {prof::ActivityType::CPU};
+      if (options.device.is_cuda()) activities.insert(prof::ActivityType::CUDA);
+      for (auto& v : variants) {
+        if (v.eager) continue;
+        const bool was_eager = v.eager;
+        v.eager = true;
+        torch::autograd::profiler::prepareProfiler(config, activities);
+        torch::autograd::profiler::enableProfiler(config, activities);
+        run_once(v, false);
+        engine::device_synchronize(options);
+        auto result = torch::autograd::profiler::disableProfiler();
+        std::string file = v.name;
+        std::replace(file.begin(), file.end(), '/', '_');
+        result->save(profile_dir + "/" + file + ".json");
+        v.eager = was_eager;
+        std::printf("profile: %s/%s.json\n", profile_dir.c_str(), file.c_str());
+      }
+      return 0;
     }
     for (int r = 0; r < rounds; ++r) {
       for (auto& v : variants) run_once(v, true);

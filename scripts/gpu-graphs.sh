@@ -21,10 +21,24 @@ echo "build ok in $(( $(date +%s) - t0 )) s"
 # Each test in its own process (a device-side assertion ends a process).
 (cd "$build" && OMP_NUM_THREADS=4 ctest -R "SampleRunner|GraphOps" --timeout 300 --output-on-failure > "$out/sample_runner_test.log" 2>&1)
 grep -E "tests passed|tests failed|\*\*\*Failed|Exception|SEGFAULT" "$out/sample_runner_test.log" | head -30
-grep -E "run [0-9]: |Failure|rel_err|Which is|capture" | head -60
+grep -E "run [0-9]: |Failure|rel_err|Which is|capture" "$out/sample_runner_test.log" | head -60
 model=/tmp/sd15-full; [ -d "$model" ] || "$build/diffsearch" synth-model --like sd15 --full-size --dtype fp16 --out "$model" --log-level warn
 # The VAE decoder alone (the fixed cost that bounds DeepCache's ratios).
 "$build/bench/bench_engine" --model "$model" --decode-only 30 2>&1 | tee "$out/decode.txt"
+if [ "${PROFILE:-0}" = 1 ]; then
+  # One eager run of each variant under the profiler (10 steps keep the traces
+  # small), its GPU time summed by the engine's regions.
+  mkdir -p /tmp/prof
+  "$build/bench/bench_engine" --model "$model" --steps 10 --profile /tmp/prof \
+    --variant "deepcache_i3_b0=deepcache:cache_interval=3,cache_branch_id=0" \
+    --variant "tome_0.5=tome:ratio=0.5" 2>&1 | tail -5
+  for f in /tmp/prof/*.json; do
+    n=$(basename "$f" .json)
+    python3 scripts/trace_summary.py "$f" --top unet --top vae_decode --top transformer_begin \
+      --top tome_merge --top tome_unmerge --top attn1 --top sdpa > "$out/profile-$n.txt" 2>&1
+  done
+  gzip -c /tmp/prof/tome_0.5.json > "$out/trace-tome.json.gz"
+fi
 [ "${MODE:-all}" = diag ] && exit 0
 variants=(--variant "deepcache_i3_b0=deepcache:cache_interval=3,cache_branch_id=0"
   --variant "deepcache_i5_b0=deepcache:cache_interval=5,cache_branch_id=0"

@@ -12,6 +12,7 @@
 #include "io/log/log.h"
 #include "worker/engine/clip_text.h"
 #include "worker/engine/clip_tokenizer.h"
+#include "worker/engine/profile_scope.h"
 #include "worker/engine/unet.h"
 #include "worker/engine/vae.h"
 
@@ -255,6 +256,7 @@ PromptEmbeddings Pipeline::encode_tokens(const PromptTokens& t) const {
   const Impl& m = *impl_;
   DIFFSEARCH_ASSERT(t.ids.size() == m.towers.size() && t.positions.size() == m.towers.size());
   torch::NoGradGuard no_grad;
+  ProfileScope scope("text_encode");
   const int64_t b = t.batch;
   PromptEmbeddings e;
   e.truncated = t.truncated;
@@ -337,17 +339,26 @@ at::Tensor Pipeline::denoise(const PromptEmbeddings& e, at::Tensor latents, Samp
     at::Tensor noise;
     if (plan.branch == StepBranch::guided) {
       at::Tensor input = at::cat({latents, latents}, 0);
-      at::Tensor out = m.unet->forward(input, at::full({2 * batch}, timesteps[k], long_options),
-                                       guided, unet_hooks);
+      at::Tensor out;
+      {
+        ProfileScope scope("unet");
+        out = m.unet->forward(input, at::full({2 * batch}, timesteps[k], long_options), guided,
+                              unet_hooks);
+      }
+      ProfileScope scope("cfg");
       at::Tensor uncond = out.slice(0, 0, batch), cond = out.slice(0, batch);
       noise = uncond + (cond - uncond) * guidance_scale;
     } else {
+      ProfileScope scope("unet");
       const UNetConditioning& c =
           plan.branch == StepBranch::negative_only ? negative_only : positive_only;
       noise = m.unet->forward(latents, at::full({batch}, timesteps[k], long_options), c,
                               unet_hooks);
     }
-    latents = sampler.step(noise, k, latents);
+    {
+      ProfileScope scope("sampler");
+      latents = sampler.step(noise, k, latents);
+    }
     for (StepPolicy* p : policies) p->end_step(info, latents);
     log::debug("step " + std::to_string(k + 1) + "/" + std::to_string(timesteps.size()) +
                " (t=" + std::to_string(timesteps[k]) + ")");
@@ -402,6 +413,7 @@ SampleResult Pipeline::sample(const SampleRequest& r) const {
 
 at::Tensor Pipeline::decode(const at::Tensor& latents) const {
   torch::NoGradGuard no_grad;
+  ProfileScope scope("vae_decode");
   // In the VAE's dtype (float32 for an upcast SDXL VAE), as diffusers returns it.
   return impl_->vae->decode(latents.to(impl_->options.device, impl_->vae_dtype));
 }

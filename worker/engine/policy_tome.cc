@@ -13,6 +13,7 @@
 #include "io/error.h"
 #include "worker/engine/device.h"
 #include "worker/engine/nn.h"
+#include "worker/engine/profile_scope.h"
 
 namespace diffsearch::engine {
 
@@ -95,6 +96,7 @@ TokenMerge TokenMerge::match(const at::Tensor& metric, const at::Tensor& dst_pos
 
 at::Tensor TokenMerge::merge(const at::Tensor& x) const {
   if (!active()) return x;
+  ProfileScope scope("tome_merge");
   const int64_t batch = x.size(0), channels = x.size(2);
   DIFFSEARCH_ASSERT(batch == map_.size(0) && x.size(1) == tokens_);
   at::Tensor out = x.gather(1, order_.slice(1, r_).unsqueeze(-1).expand({batch, kept_, channels}));
@@ -110,6 +112,7 @@ at::Tensor TokenMerge::merge(const at::Tensor& x) const {
 
 at::Tensor TokenMerge::unmerge(const at::Tensor& x) const {
   if (!active()) return x;
+  ProfileScope scope("tome_unmerge");
   const int64_t batch = x.size(0), channels = x.size(2);
   DIFFSEARCH_ASSERT(batch == map_.size(0) && x.size(1) == kept_);
   return x.gather(1, map_.unsqueeze(-1).expand({batch, tokens_, channels}));

@@ -11,6 +11,7 @@
 #include "io/error.h"
 #include "io/log/log.h"
 #include "worker/engine/nn.h"
+#include "worker/engine/profile_scope.h"
 #include "worker/engine/unet_blocks.h"
 
 namespace diffsearch::engine {
@@ -29,6 +30,15 @@ at::Tensor timestep_embedding(const at::Tensor& timesteps, int64_t dim, bool fli
                                    : at::cat({args.sin(), args.cos()}, -1);
   if (dim % 2 == 1) emb = at::constant_pad_nd(emb, {0, 1, 0, 0}, 0);
   return emb;
+}
+
+// Profiler names of the blocks (string literals outlive the scopes).
+const char* block_name(UNetPart part, int i) {
+  static const char* const down[] = {"down.0", "down.1", "down.2", "down.3"};
+  static const char* const up[] = {"up.0", "up.1", "up.2", "up.3"};
+  if (part == UNetPart::mid) return "mid";
+  if (i < 0 || i > 3) return part == UNetPart::down ? "down" : "up";
+  return part == UNetPart::down ? down[i] : up[i];
 }
 
 // A whole block or one layer, run through the hooks (reuse or compute+report).
@@ -205,6 +215,7 @@ std::unique_ptr<UNet2DCondition> UNet2DCondition::load(const UNetConfig& config,
 
 LayerOutput UNet2DCondition::Impl::run_down(int i, const at::Tensor& x, const Step& s) const {
   const DownBlock& b = down[i];
+  ProfileScope scope(block_name(UNetPart::down, i));
   UNetHooks* hooks = s.hooks;
   const UNetLocation where{UNetPart::down, i, UNetModule::block, 0};
   LayerOutput out;
@@ -231,6 +242,7 @@ LayerOutput UNet2DCondition::Impl::run_down(int i, const at::Tensor& x, const St
 }
 
 at::Tensor UNet2DCondition::Impl::run_mid(const at::Tensor& x, const Step& s) const {
+  ProfileScope scope("mid");
   UNetHooks* hooks = s.hooks;
   return hooked(hooks, {UNetPart::mid, 0, UNetModule::block, 0}, [&] {
     at::Tensor h = hooked(hooks, {UNetPart::mid, 0, UNetModule::resnet, 0},
@@ -250,6 +262,7 @@ at::Tensor UNet2DCondition::Impl::run_up(int j, const at::Tensor& x, std::vector
                                          const std::vector<int64_t>& upsample_size,
                                          const Step& s) const {
   const UpBlock& b = up[j];
+  ProfileScope scope(block_name(UNetPart::up, j));
   UNetHooks* hooks = s.hooks;
   return hooked(hooks, {UNetPart::up, j, UNetModule::block, 0}, [&] {
     at::Tensor h = x;
@@ -319,6 +332,7 @@ at::Tensor UNet2DCondition::forward(const at::Tensor& sample_in, const at::Tenso
   }
 
   // 1. time embedding (+ SDXL's pooled text and size/crop conditioning)
+  auto embed_scope = std::make_unique<ProfileScope>("embed");
   const int64_t c0 = c.block_out_channels[0];
   at::Tensor t_emb = timestep_embedding(timesteps, c0, c.flip_sin_to_cos, c.freq_shift).to(dtype);
   at::Tensor emb = m.time_linear_2(at::silu(m.time_linear_1(t_emb)));
@@ -342,9 +356,14 @@ at::Tensor UNet2DCondition::forward(const at::Tensor& sample_in, const at::Tenso
     emb = emb + m.add_linear_2(at::silu(m.add_linear_1(add)));
   }
   s.temb_act = at::silu(emb);
+  embed_scope.reset();
 
   // 2. down
-  at::Tensor h = m.conv_in(sample);
+  at::Tensor h;
+  {
+    ProfileScope scope("conv_in");
+    h = m.conv_in(sample);
+  }
   std::vector<at::Tensor> skips{h};
   for (int i = 0; i < c.num_down_blocks(); ++i) {
     LayerOutput out = m.run_down(i, h, s);
@@ -372,6 +391,7 @@ at::Tensor UNet2DCondition::forward(const at::Tensor& sample_in, const at::Tenso
   }
 
   // 5. out
+  ProfileScope scope("head");
   return m.conv_out(at::silu(m.conv_norm_out(h)));
 }
 

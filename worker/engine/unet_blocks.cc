@@ -6,6 +6,8 @@
 
 #include <torch/torch.h>
 
+#include "worker/engine/profile_scope.h"
+
 namespace diffsearch::engine {
 
 ResnetBlock2D ResnetBlock2D::load(Weights& w, const std::string& prefix, int64_t in, int64_t out,
@@ -23,6 +25,7 @@ ResnetBlock2D ResnetBlock2D::load(Weights& w, const std::string& prefix, int64_t
 }
 
 at::Tensor ResnetBlock2D::operator()(const at::Tensor& x, const at::Tensor& temb_act) const {
+  ProfileScope scope("resnet");
   at::Tensor h = conv1(at::silu(norm1(x)));
   if (time_emb_proj.weight.defined() && temb_act.defined()) {
     h = h + time_emb_proj(temb_act).unsqueeze(-1).unsqueeze(-1);
@@ -41,6 +44,7 @@ Downsample2D Downsample2D::load(Weights& w, const std::string& prefix, int64_t c
 }
 
 at::Tensor Downsample2D::operator()(const at::Tensor& x) const {
+  ProfileScope scope("downsample");
   if (conv.padding == 0) return conv(at::constant_pad_nd(x, {0, 1, 0, 1}, 0));
   return conv(x);
 }
@@ -52,6 +56,7 @@ Upsample2D Upsample2D::load(Weights& w, const std::string& prefix, int64_t chann
 }
 
 at::Tensor Upsample2D::operator()(const at::Tensor& x, const std::vector<int64_t>& size) const {
+  ProfileScope scope("upsample");
   namespace F = torch::nn::functional;
   auto options = F::InterpolateFuncOptions().mode(torch::kNearest);
   if (size.empty()) {
@@ -70,6 +75,7 @@ at::Tensor multi_head_attention(const at::Tensor& q, const at::Tensor& k, const 
   auto split = [&](const at::Tensor& t) {
     return t.reshape({batch, t.size(1), heads, head_dim}).transpose(1, 2);
   };
+  ProfileScope scope("sdpa");
   at::Tensor out = scaled_dot_attention(split(q), split(k), split(v),
                                         1.0 / std::sqrt(static_cast<double>(head_dim)), upcast);
   return out.transpose(1, 2).reshape({batch, -1, channels});
@@ -135,21 +141,38 @@ at::Tensor BasicTransformerBlock::forward(const at::Tensor& x, const at::Tensor&
                                           UNetHooks* hooks, const TransformerLocation& where,
                                           int64_t height, int64_t width) const {
   if (hooks == nullptr) {
-    at::Tensor h = attn1(norm1(x), at::Tensor()) + x;
-    h = attn2(norm2(h), context) + h;
+    at::Tensor h;
+    {
+      ProfileScope scope("attn1");
+      h = attn1(norm1(x), at::Tensor()) + x;
+    }
+    {
+      ProfileScope scope("attn2");
+      h = attn2(norm2(h), context) + h;
+    }
+    ProfileScope scope("ff");
     return ff(norm3(h)) + h;
   }
-  hooks->transformer_begin(where, x, height, width);
+  {
+    ProfileScope scope("transformer_begin");  // the hooks' per-block work (ToMe's matching)
+    hooks->transformer_begin(where, x, height, width);
+  }
   using S = TokenStage;
-  at::Tensor n = hooks->merge_tokens(where, S::self_attention, norm1(x));
-  at::Tensor a = hooked_attention(attn1, n, at::Tensor(), hooks, {where, AttentionKind::self});
-  at::Tensor h = hooks->unmerge_tokens(where, S::self_attention, a) + x;
-
-  n = hooks->merge_tokens(where, S::cross_attention, norm2(h));
-  a = hooked_attention(attn2, n, context, hooks, {where, AttentionKind::cross});
-  h = hooks->unmerge_tokens(where, S::cross_attention, a) + h;
-
-  n = hooks->merge_tokens(where, S::feed_forward, norm3(h));
+  at::Tensor h;
+  {
+    ProfileScope scope("attn1");
+    at::Tensor n = hooks->merge_tokens(where, S::self_attention, norm1(x));
+    at::Tensor a = hooked_attention(attn1, n, at::Tensor(), hooks, {where, AttentionKind::self});
+    h = hooks->unmerge_tokens(where, S::self_attention, a) + x;
+  }
+  {
+    ProfileScope scope("attn2");
+    at::Tensor n = hooks->merge_tokens(where, S::cross_attention, norm2(h));
+    at::Tensor a = hooked_attention(attn2, n, context, hooks, {where, AttentionKind::cross});
+    h = hooks->unmerge_tokens(where, S::cross_attention, a) + h;
+  }
+  ProfileScope scope("ff");
+  at::Tensor n = hooks->merge_tokens(where, S::feed_forward, norm3(h));
   return hooks->unmerge_tokens(where, S::feed_forward, ff(n)) + h;
 }
 
@@ -178,6 +201,7 @@ Transformer2D Transformer2D::load(Weights& w, const std::string& prefix, int64_t
 
 at::Tensor Transformer2D::forward(const at::Tensor& x, const at::Tensor& context,
                                   UNetHooks* hooks, const UNetLocation& where) const {
+  ProfileScope scope("transformer");
   const int64_t batch = x.size(0), channels = x.size(1), height = x.size(2), width = x.size(3);
   at::Tensor h = norm(x);
   // [B, C, H, W] -> [B, H*W, C] tokens; the projection comes before (conv) or

@@ -9,6 +9,7 @@
 
 #include "io/error.h"
 #include "worker/engine/nn.h"
+#include "worker/engine/profile_scope.h"
 #include "worker/engine/unet_blocks.h"
 #include "worker/engine/unet_config.h"
 
@@ -83,6 +84,7 @@ struct VaeAttention {
   }
 
   at::Tensor operator()(const at::Tensor& x) const {
+    ProfileScope scope("vae_attention");
     const int64_t b = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
     at::Tensor t = group_norm(x).reshape({b, c, h * w}).transpose(1, 2);  // [B, HW, C]
     at::Tensor o = to_out(multi_head_attention(to_q(t), to_k(t), to_v(t), 1, /*upcast=*/false));
