@@ -3,8 +3,10 @@
 # libtorch, check CUDA-graph replays against eager runs (every sampler and
 # acceleration, tests/worker/engine/sample_runner_test.cc), then benchmark a
 # full-size random SD1.5 at 512x512, fp16, 50 DDIM steps, batch 1 with CFG:
-# every variant replayed from CUDA graphs and run eagerly, in the same rounds.
-# Results land in $OUT.
+# every variant replayed from CUDA graphs (EAGER_TOO=1: and run eagerly, in
+# the same rounds). PROFILE=1 adds one eager run of a few variants under the
+# profiler, summed by region (scripts/trace_summary.py); MODE=diag stops
+# before the benchmark. Results land in $OUT.
 set -uo pipefail
 out="${OUT:-/tmp/gpu-graphs}"
 mkdir -p "$out"
@@ -15,11 +17,12 @@ t0=$(date +%s)
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$prefix" \
   -DDIFFSEARCH_BUILD_BENCH=ON > "$out/configure.log" 2>&1 || { tail -30 "$out/configure.log"; exit 1; }
 cmake --build "$build" -j "$(nproc)" --target diffsearch bench_engine test_worker_engine_sample_runner \
-  test_worker_engine_graph_ops_cuda \
+  test_worker_engine_graph_ops_cuda test_worker_engine_nn test_worker_engine_unet test_worker_engine_vae \
+  test_worker_engine_device \
   > "$out/build.log" 2>&1 || { grep -E "error" "$out/build.log" | head -30; exit 1; }
 echo "build ok in $(( $(date +%s) - t0 )) s"
 # Each test in its own process (a device-side assertion ends a process).
-(cd "$build" && OMP_NUM_THREADS=4 ctest -R "SampleRunner|GraphOps" --timeout 300 --output-on-failure > "$out/sample_runner_test.log" 2>&1)
+(cd "$build" && OMP_NUM_THREADS=4 ctest -R "SampleRunner|GraphOps|GroupNorm|Conv2dWeights|ChannelsLast|Cuda" --timeout 300 --output-on-failure > "$out/sample_runner_test.log" 2>&1)
 grep -E "tests passed|tests failed|\*\*\*Failed|Exception|SEGFAULT" "$out/sample_runner_test.log" | head -30
 grep -E "run [0-9]: |Failure|rel_err|Which is|capture" "$out/sample_runner_test.log" | head -60
 model=/tmp/sd15-full; [ -d "$model" ] || "$build/diffsearch" synth-model --like sd15 --full-size --dtype fp16 --out "$model" --log-level warn
@@ -32,12 +35,12 @@ if [ "${PROFILE:-0}" = 1 ]; then
   "$build/bench/bench_engine" --model "$model" --steps 10 --profile /tmp/prof \
     --variant "deepcache_i3_b0=deepcache:cache_interval=3,cache_branch_id=0" \
     --variant "tome_0.5=tome:ratio=0.5" 2>&1 | tail -5
+  # One file for all (at most 8 files come back from the machine).
   for f in /tmp/prof/*.json; do
-    n=$(basename "$f" .json)
+    echo "=== $(basename "$f" .json)"
     python3 scripts/trace_summary.py "$f" --top unet --top vae_decode --top transformer_begin \
-      --top tome_merge --top tome_unmerge --top attn1 --top sdpa > "$out/profile-$n.txt" 2>&1
-  done
-  gzip -c /tmp/prof/tome_0.5.json > "$out/trace-tome.json.gz"
+      --top tome_merge --top tome_unmerge --top attn1 --top resnet --top transformer 2>&1
+  done > "$out/profile.txt"
 fi
 [ "${MODE:-all}" = diag ] && exit 0
 variants=(--variant "deepcache_i3_b0=deepcache:cache_interval=3,cache_branch_id=0"
@@ -49,5 +52,6 @@ if grep -q "tests failed out" "$out/sample_runner_test.log" && grep -q "setting2
 else
   variants+=(--variant "tome_0.5=tome:ratio=0.5" --variant "tome_0.5_norand=tome:ratio=0.5,use_rand=false")
 fi
-"$build/bench/bench_engine" --model "$model" --steps 50 --eager-too --rounds "${ROUNDS:-10}" \
+eager=(); [ "${EAGER_TOO:-0}" = 1 ] && eager=(--eager-too)
+"$build/bench/bench_engine" --model "$model" --steps 50 "${eager[@]}" --rounds "${ROUNDS:-10}" \
   --json "$out/graphs.json" "${variants[@]}" "$@" 2>&1 | tee "$out/graphs.txt"

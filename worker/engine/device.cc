@@ -133,6 +133,16 @@ bool cuda_graphs_enabled(const RunOptions& options) {
 #endif
 }
 
+bool channels_last_enabled(const c10::Device& device) {
+  const char* env = std::getenv("DIFFSEARCH_CHANNELS_LAST");
+  const std::string value = env == nullptr ? "" : env;
+  if (!value.empty() && value != "0" && value != "1") {
+    throw InputError("DIFFSEARCH_CHANNELS_LAST='" + value +
+                     "': expected 1 (the default on CUDA) or 0 (NCHW activations)");
+  }
+  return device.is_cuda() && value != "0";
+}
+
 namespace {
 thread_local int capture_depth = 0;
 }  // namespace

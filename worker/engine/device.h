@@ -29,6 +29,12 @@ std::string device_name(const RunOptions& options);
 // (anything but 0 or 1 is an InputError).
 bool cuda_graphs_enabled(const RunOptions& options);
 
+// Whether convolution activations and weights are kept channels-last (NHWC)
+// on this device: on CUDA, unless DIFFSEARCH_CHANNELS_LAST=0 (anything but 0
+// or 1 is an InputError). cuDNN's convolutions run NHWC on Hopper and
+// transpose every NCHW input first. The CPU keeps NCHW.
+bool channels_last_enabled(const c10::Device& device);
+
 // True while this thread captures a CUDA graph. Nothing then executes, and a
 // copy from host memory would be replayed from a stale buffer: policies
 // allocate the device tensor instead and fill it in refill_for_replay.

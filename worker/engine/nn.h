@@ -41,10 +41,17 @@ struct GroupNorm {
   at::Tensor weight, bias;
   int64_t groups = 32;
   double eps = 1e-5;
+  // On CUDA group_norm_reduced, elsewhere at::group_norm.
   at::Tensor operator()(const at::Tensor& x) const;
   static GroupNorm load(Weights& w, const std::string& prefix, int64_t groups, int64_t channels,
                         double eps);
 };
+
+// GroupNorm from per-channel float sums and norms, then one multiply-add:
+// keeps any memory layout and fills the GPU with few large groups (see
+// nn.cc). Any device; the engine uses it on CUDA.
+at::Tensor group_norm_reduced(const at::Tensor& x, int64_t groups, const at::Tensor& weight,
+                              const at::Tensor& bias, double eps);
 
 struct LayerNorm {
   at::Tensor weight, bias;

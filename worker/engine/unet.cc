@@ -10,6 +10,7 @@
 
 #include "io/error.h"
 #include "io/log/log.h"
+#include "worker/engine/device.h"
 #include "worker/engine/nn.h"
 #include "worker/engine/profile_scope.h"
 #include "worker/engine/unet_blocks.h"
@@ -310,6 +311,8 @@ at::Tensor UNet2DCondition::forward(const at::Tensor& sample_in, const at::Tenso
                      " (do the text encoder and the UNet come from the same model?)");
   }
   at::Tensor sample = sample_in.to(device, dtype);
+  const bool nhwc = channels_last_enabled(device);
+  if (nhwc) sample = sample.contiguous(at::MemoryFormat::ChannelsLast);
   Impl::Step s;
   s.context = ctx_in.to(device, dtype);
   s.hooks = hooks;
@@ -392,7 +395,9 @@ at::Tensor UNet2DCondition::forward(const at::Tensor& sample_in, const at::Tenso
 
   // 5. out
   ProfileScope scope("head");
-  return m.conv_out(at::silu(m.conv_norm_out(h)));
+  at::Tensor out = m.conv_out(at::silu(m.conv_norm_out(h)));
+  // Callers (samplers, policies, tests) get the usual NCHW tensor.
+  return nhwc ? out.contiguous() : out;
 }
 
 const UNetConfig& UNet2DCondition::config() const { return impl_->config; }

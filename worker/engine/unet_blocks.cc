@@ -203,6 +203,9 @@ at::Tensor Transformer2D::forward(const at::Tensor& x, const at::Tensor& context
                                   UNetHooks* hooks, const UNetLocation& where) const {
   ProfileScope scope("transformer");
   const int64_t batch = x.size(0), channels = x.size(1), height = x.size(2), width = x.size(3);
+  // Tokens back in the input's layout: for NHWC activations the permuted
+  // tokens already are, and no copy is made.
+  const auto layout = x.suggest_memory_format();
   at::Tensor h = norm(x);
   // [B, C, H, W] -> [B, H*W, C] tokens; the projection comes before (conv) or
   // after (linear) the reshape, as in diffusers.
@@ -215,9 +218,9 @@ at::Tensor Transformer2D::forward(const at::Tensor& x, const at::Tensor& context
     h = blocks[k].forward(h, context, hooks, {where, static_cast<int>(k)}, height, width);
   }
   if (linear_projection) {
-    h = proj_out_linear(h).reshape({batch, height, width, channels}).permute({0, 3, 1, 2}).contiguous();
+    h = proj_out_linear(h).reshape({batch, height, width, channels}).permute({0, 3, 1, 2}).contiguous(layout);
   } else {
-    h = proj_out_conv(h.reshape({batch, height, width, channels}).permute({0, 3, 1, 2}).contiguous());
+    h = proj_out_conv(h.reshape({batch, height, width, channels}).permute({0, 3, 1, 2}).contiguous(layout));
   }
   return h + x;
 }

@@ -8,6 +8,7 @@
 #include <torch/torch.h>
 
 #include "io/error.h"
+#include "worker/engine/device.h"
 #include "worker/engine/nn.h"
 #include "worker/engine/profile_scope.h"
 #include "worker/engine/unet_blocks.h"
@@ -211,6 +212,8 @@ at::Tensor VaeDecoder::decode_raw(const at::Tensor& z_in) const {
                      (z_in.defined() ? shape_string(z_in.sizes().vec()) : "nothing"));
   }
   at::Tensor z = z_in.to(m.options.device, m.options.dtype);
+  const bool nhwc = channels_last_enabled(m.options.device);
+  if (nhwc) z = z.contiguous(at::MemoryFormat::ChannelsLast);
   if (m.has_post_quant_conv) z = m.post_quant_conv(z);
 
   at::Tensor h = m.conv_in(z);
@@ -221,7 +224,8 @@ at::Tensor VaeDecoder::decode_raw(const at::Tensor& z_in) const {
     for (const auto& r : b.resnets) h = r(h, at::Tensor());
     if (b.has_upsampler) h = b.upsampler(h);
   }
-  return m.conv_out(at::silu(m.conv_norm_out(h)));
+  at::Tensor images = m.conv_out(at::silu(m.conv_norm_out(h)));
+  return nhwc ? images.contiguous() : images;
 }
 
 double VaeDecoder::scaling_factor() const { return impl_->config.scaling_factor; }

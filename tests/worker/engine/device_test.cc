@@ -1,5 +1,6 @@
 // The run device's helpers: --dtype/--device parsing and its errors, the
-// DIFFSEARCH_CUDA_GRAPHS switch, and the capture flag policies consult.
+// DIFFSEARCH_CUDA_GRAPHS and DIFFSEARCH_CHANNELS_LAST switches, and the
+// capture flag policies consult.
 #include "worker/engine/device.h"
 
 #include <cstdlib>
@@ -57,6 +58,24 @@ TEST(CudaGraphs, SwitchIsCheckedAndNeverOnForTheCpu) {
     const RunOptions cuda = parse_run_options("float32", "cuda");
     ScopedEnv env("DIFFSEARCH_CUDA_GRAPHS", "0");
     EXPECT_FALSE(cuda_graphs_enabled(cuda));
+  }
+}
+
+TEST(ChannelsLast, SwitchIsCheckedAndNeverOnForTheCpu) {
+  EXPECT_FALSE(channels_last_enabled(c10::Device(c10::kCPU)));
+  {
+    ScopedEnv env("DIFFSEARCH_CHANNELS_LAST", "nhwc");
+    try {
+      channels_last_enabled(c10::Device(c10::kCPU));
+      ADD_FAILURE() << "DIFFSEARCH_CHANNELS_LAST=nhwc accepted";
+    } catch (const InputError& e) {
+      EXPECT_NE(std::string(e.what()).find("DIFFSEARCH_CHANNELS_LAST='nhwc'"), std::string::npos) << e.what();
+    }
+  }
+  if (cuda_available()) {
+    EXPECT_TRUE(channels_last_enabled(c10::Device(c10::kCUDA, 0)));
+    ScopedEnv env("DIFFSEARCH_CHANNELS_LAST", "0");
+    EXPECT_FALSE(channels_last_enabled(c10::Device(c10::kCUDA, 0)));
   }
 }
 

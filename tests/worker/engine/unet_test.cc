@@ -77,6 +77,24 @@ TEST_P(UNetFixture, MatchesReferenceFloat32) {
   EXPECT_LT(err, 1e-4);
 }
 
+// On CUDA the activations are NHWC and GroupNorm is the engine's own
+// (nn.cc): in float64 they must still equal the reference.
+TEST_P(UNetFixture, MatchesReferenceCudaFloat64) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "libtorch has no CUDA device";
+  const std::string model = GetParam();
+  RunOptions options;
+  options.dtype = at::kDouble;
+  options.device = c10::Device(c10::kCUDA, 0);
+  auto unet = UNet2DCondition::load(io::DiffusersFolder(model_dir(model)), options);
+  Inputs in = fixture_inputs(model);
+  at::Tensor out = unet->forward(in.sample, in.timestep, in.cond);
+  EXPECT_TRUE(out.is_cuda());
+  EXPECT_TRUE(out.is_contiguous());
+  const double err = rel_err(out, reference_tensor(model, "unet.out"));
+  std::cout << model << " cuda float64 unet.out relative error " << err << "\n";
+  EXPECT_LT(err, 1e-6);
+}
+
 // The GPU twin: fp16 weights and activations on CUDA against the float64 reference.
 TEST_P(UNetFixture, MatchesReferenceCudaFloat16) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "libtorch has no CUDA device";

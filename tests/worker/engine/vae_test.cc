@@ -59,6 +59,21 @@ TEST_P(VaeFixture, MatchesReferenceFloat32) {
   EXPECT_LT(err, 1e-4);
 }
 
+// NHWC activations and the engine's GroupNorm on CUDA, in float64.
+TEST_P(VaeFixture, MatchesReferenceCudaFloat64) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "libtorch has no CUDA device";
+  const std::string model = GetParam();
+  RunOptions options;
+  options.dtype = at::kDouble;
+  options.device = c10::Device(c10::kCUDA, 0);
+  auto vae = VaeDecoder::load(io::DiffusersFolder(model_dir(model)), options);
+  at::Tensor out = vae->decode_raw(reference_tensor(model, "vae.in.latents"));
+  EXPECT_TRUE(out.is_contiguous());
+  const double err = rel_err(out, reference_tensor(model, "vae.out"));
+  std::cout << model << " cuda float64 vae.out relative error " << err << "\n";
+  EXPECT_LT(err, 1e-6);
+}
+
 // The GPU twin: fp16 on CUDA against the float64 reference.
 TEST_P(VaeFixture, MatchesReferenceCudaFloat16) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "libtorch has no CUDA device";

@@ -1,0 +1,113 @@
+// The layers of nn.cc that differ by device: GroupNorm on CUDA (two float
+// reductions and a multiply-add, any memory layout) against at::group_norm
+// in float64, the same formula on the CPU, and convolution weights kept
+// NHWC on CUDA only.
+#include "worker/engine/nn.h"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "worker/engine/device.h"
+
+namespace diffsearch::engine {
+namespace {
+
+double rel_err(const at::Tensor& a, const at::Tensor& b) {
+  const at::Tensor x = a.to(at::kCPU, at::kDouble), y = b.to(at::kCPU, at::kDouble);
+  return ((x - y).norm() / y.norm()).item<double>();
+}
+
+GroupNorm make_group_norm(int64_t groups, int64_t channels, double eps) {
+  GroupNorm g;
+  auto f64 = at::TensorOptions().dtype(at::kDouble);
+  g.weight = at::linspace(0.5, 1.5, channels, f64);
+  g.bias = at::linspace(-0.3, 0.2, channels, f64);
+  g.groups = groups;
+  g.eps = eps;
+  return g;
+}
+
+GroupNorm to(const GroupNorm& g, const at::TensorOptions& options) {
+  GroupNorm out = g;
+  out.weight = g.weight.to(options);
+  out.bias = g.bias.to(options);
+  return out;
+}
+
+TEST(GroupNormCuda, MatchesAtGroupNormInEveryLayoutAndDtype) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA";
+  struct Case {
+    std::vector<int64_t> shape;
+    int64_t groups;
+    double offset;  // a mean far from zero: the variance must not cancel away
+  };
+  const std::vector<Case> cases = {{{2, 64, 16, 16}, 32, 0.0},
+                                   {{1, 128, 64, 64}, 32, 0.0},
+                                   {{2, 96, 8, 12}, 3, 4.0},
+                                   {{1, 32, 5, 7}, 32, -2.0}};
+  for (const Case& c : cases) {
+    const GroupNorm g64 = make_group_norm(c.groups, c.shape[1], 1e-6);
+    const at::Tensor x64 = at::randn(c.shape, at::TensorOptions().dtype(at::kDouble)) * 1.7 + c.offset;
+    const at::Tensor want = at::group_norm(x64, c.groups, g64.weight, g64.bias, g64.eps);
+    for (auto dtype : {at::kDouble, at::kFloat, at::kHalf}) {
+      for (auto layout : {at::MemoryFormat::Contiguous, at::MemoryFormat::ChannelsLast}) {
+        const auto options = at::TensorOptions().dtype(dtype).device(at::kCUDA);
+        const at::Tensor x = x64.to(options).contiguous(layout);
+        const at::Tensor y = to(g64, options)(x);
+        EXPECT_EQ(y.scalar_type(), dtype);
+        EXPECT_TRUE(y.is_contiguous(layout)) << "the output keeps the input's layout";
+        // Against float64 on the CPU, from inputs rounded to this dtype.
+        const at::Tensor exact = at::group_norm(x.to(at::kCPU, at::kDouble), c.groups, g64.weight,
+                                                g64.bias, g64.eps);
+        const double err = rel_err(y, exact);
+        const double bound = dtype == at::kDouble ? 1e-12 : dtype == at::kFloat ? 1e-5 : 2e-3;
+        EXPECT_LT(err, bound) << c10::toString(dtype) << " " << c.shape[1] << " channels, "
+                              << c.groups << " groups, offset " << c.offset;
+        if (dtype == at::kDouble) EXPECT_LT(rel_err(y, want), 1e-12);
+      }
+    }
+  }
+}
+
+// The same formula on the CPU (where the engine keeps at::group_norm).
+TEST(GroupNormReduced, MatchesAtGroupNormOnTheCpu) {
+  const GroupNorm g = make_group_norm(4, 16, 1e-5);
+  for (double offset : {0.0, 3.0}) {
+    const at::Tensor x = at::randn({2, 16, 6, 10}, at::TensorOptions().dtype(at::kDouble)) + offset;
+    const at::Tensor want = at::group_norm(x, 4, g.weight, g.bias, g.eps);
+    for (auto layout : {at::MemoryFormat::Contiguous, at::MemoryFormat::ChannelsLast}) {
+      const at::Tensor y = group_norm_reduced(x.contiguous(layout), 4, g.weight, g.bias, g.eps);
+      EXPECT_LT(rel_err(y, want), 1e-12);
+      EXPECT_TRUE(y.is_contiguous(layout));
+      const auto f32 = at::TensorOptions().dtype(at::kFloat);
+      const at::Tensor y32 = group_norm_reduced(x.to(f32).contiguous(layout), 4, g.weight.to(f32),
+                                                g.bias.to(f32), g.eps);
+      EXPECT_LT(rel_err(y32, want), 1e-5);
+    }
+  }
+  // Without affine parameters: zero mean, unit variance per group.
+  const at::Tensor x = at::randn({1, 8, 5, 5}, at::TensorOptions().dtype(at::kDouble)) * 3 + 1;
+  const at::Tensor y = group_norm_reduced(x, 2, at::Tensor(), at::Tensor(), 0.0).view({1, 2, -1});
+  EXPECT_LT(y.mean(-1).abs().max().item<double>(), 1e-12);
+  EXPECT_NEAR(y.var(-1, /*unbiased=*/false).max().item<double>(), 1.0, 1e-12);
+}
+
+TEST(Conv2dWeights, AreNhwcOnCudaAndNchwOnTheCpu) {
+  for (const bool cuda : {false, true}) {
+    if (cuda && !cuda_available()) continue;
+    RunOptions options;
+    options.dtype = at::kFloat;
+    options.device = cuda ? c10::Device(c10::kCUDA, 0) : c10::Device(c10::kCPU);
+    Weights w = Weights::synthesize(7, options);
+    const Conv2d conv = Conv2d::load(w, "conv", 8, 16, 3, 1, 1);
+    EXPECT_EQ(conv.weight.is_contiguous(at::MemoryFormat::ChannelsLast), cuda);
+    // Whatever the layout, the convolution is the same.
+    const at::Tensor x = at::randn({2, 8, 9, 9}, at::TensorOptions().dtype(at::kFloat)).to(options.device);
+    const at::Tensor want = at::conv2d(x.to(at::kCPU), conv.weight.to(at::kCPU).contiguous(),
+                                       conv.bias.to(at::kCPU), {1, 1}, {1, 1});
+    EXPECT_LT(rel_err(conv(x), want), 1e-5);
+  }
+}
+
+}  // namespace
+}  // namespace diffsearch::engine
