@@ -150,17 +150,20 @@ def main():
         each = inclusive[path] / n if n else float("nan")
         print(f"{path:70s} {n:7d} {inclusive[path] / 1e3:9.3f} {per_path.get(path, 0) / 1e3:9.3f} {each:13.1f}")
 
-    # UNet forwards by which blocks ran (DeepCache's partial steps apart).
+    # UNet forwards by how many resnets and transformers ran in them
+    # (DeepCache's partial steps apart from full ones).
+    def count(r, name):
+        return sum((c.name == name) + count(c, name) for c in r.children)
+
     groups = collections.defaultdict(list)
     for rs in regions.values():
         for r in rs:
             if r.name == "unet":
-                sig = ",".join(sorted({c.name for c in r.children}))
-                groups[sig].append(r.gpu_us)
+                groups[(count(r, "resnet"), count(r, "transformer"))].append(r.gpu_us)
     if groups:
-        print(f"\nUNet forwards by the blocks they ran:")
-        for sig, xs in sorted(groups.items(), key=lambda kv: -sum(kv[1])):
-            print(f"  {len(xs):4d} x median {statistics.median(xs):9.1f} us  [{sig}]")
+        print(f"\nUNet forwards by the resnets and transformers they ran:")
+        for (nr, nt), xs in sorted(groups.items(), key=lambda kv: -sum(kv[1])):
+            print(f"  {len(xs):4d} x median {statistics.median(xs):9.1f} us  ({nr} resnets, {nt} transformers)")
 
     for name in args.top:
         agg = collections.defaultdict(float)

@@ -55,12 +55,12 @@ Conv2d Conv2d::load(Weights& w, const std::string& prefix, int64_t in, int64_t o
 // which idles most of the GPU when there are few groups of many elements
 // (the VAE decoder at 512 px: 32 groups of a million). Statistics are
 // accumulated in float32 (float64 for float64) and the result is computed
-// in that precision before rounding, as at::group_norm does.
+// in that precision before rounding, as at::group_norm does. Few kernels:
+// at the UNet's sizes each small one costs about as much as a pass over x.
 at::Tensor group_norm_reduced(const at::Tensor& x, int64_t groups, const at::Tensor& weight,
                               const at::Tensor& bias, double eps) {
-  const int64_t batch = x.size(0), channels = x.size(1);
-  const int64_t per_channel = x.numel() / (batch * channels);
-  const double count = static_cast<double>(channels / groups * per_channel);
+  const int64_t batch = x.size(0), channels = x.size(1), per_group = channels / groups;
+  const double count = static_cast<double>(x.numel() / (batch * groups));
   const auto acc = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   std::vector<int64_t> spatial;
   std::vector<int64_t> broadcast = {batch, channels};
@@ -68,25 +68,32 @@ at::Tensor group_norm_reduced(const at::Tensor& x, int64_t groups, const at::Ten
     spatial.push_back(d);
     broadcast.push_back(1);
   }
-  // Per channel first (every element read once per reduction, the GPU
-  // filled by the spatial extent), then per group on the small [B, C].
-  const at::Tensor sums = at::sum(x, spatial, false, acc).view({batch, groups, -1}).sum(-1);
-  const at::Tensor squares =
-      at::linalg_vector_norm(x, 2, spatial, false, acc).square().view({batch, groups, -1}).sum(-1);
-  const at::Tensor mean = sums / count;
-  const at::Tensor rstd = (squares / count - mean * mean).clamp_min(0).add(eps).rsqrt();
-  // y = x * scale + shift, per sample and channel.
-  at::Tensor scale = rstd.unsqueeze(-1).expand({batch, groups, channels / groups}).reshape({batch, channels});
-  if (weight.defined()) scale = scale * weight.to(acc);
-  at::Tensor shift = -(mean.unsqueeze(-1).expand({batch, groups, channels / groups}).reshape({batch, channels}) * scale);
-  if (bias.defined()) shift = shift + bias.to(acc);
+  // Per channel first (each reduction reads x once and fills the GPU along
+  // the spatial extent), then per group on the small [2, B, C].
+  at::Tensor stats = at::empty({2, batch, channels}, x.options().dtype(acc));
+  at::Tensor sums = stats[0], squares = stats[1];
+  at::sum_out(sums, x, spatial, false, acc);
+  at::linalg_vector_norm_out(squares, x, 2, spatial, false, acc);
+  squares.square_();
+  const at::Tensor moments = stats.view({2, batch, groups, per_group}).sum(-1).div_(count);
+  const at::Tensor mean = moments[0].unsqueeze(-1);  // [B, G, 1]
+  const at::Tensor rstd = at::addcmul(moments[1].unsqueeze(-1), mean, mean, -1).clamp_min_(0).add_(eps).rsqrt_();
+  // y = x * scale + shift, per sample and channel ([B, G, C/G] = [B, C]).
+  auto as_acc = [&](const at::Tensor& t) { return t.scalar_type() == acc ? t : t.to(acc); };
+  const at::Tensor scale = weight.defined() ? rstd * as_acc(weight).view({groups, per_group})
+                                            : rstd.expand({batch, groups, per_group}).contiguous();
+  const at::Tensor shift = bias.defined() ? at::addcmul(as_acc(bias).view({groups, per_group}), mean, scale, -1)
+                                          : -(mean * scale);
   at::Tensor out = at::empty_like(x);
-  at::addcmul_out(out, shift.view(broadcast), x, scale.view(broadcast));
+  at::addcmul_out(out, shift.reshape(broadcast), x, scale.reshape(broadcast));
   return out;
 }
 
 at::Tensor GroupNorm::operator()(const at::Tensor& x) const {
-  if (x.is_cuda() && x.dim() >= 3) return group_norm_reduced(x, groups, weight, bias, eps);
+  if (x.is_cuda() && x.dim() >= 3) {
+    return group_norm_reduced(x, groups, weight_acc.defined() ? weight_acc : weight,
+                              bias_acc.defined() ? bias_acc : bias, eps);
+  }
   return at::group_norm(x, groups, weight, bias, eps);
 }
 
@@ -97,6 +104,12 @@ GroupNorm GroupNorm::load(Weights& w, const std::string& prefix, int64_t groups,
   g.bias = w.get(prefix + ".bias", {channels});
   g.groups = groups;
   g.eps = eps;
+  if (g.weight.is_cuda()) {
+    // group_norm_reduced's precision, converted once rather than per call.
+    const auto acc = g.weight.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+    g.weight_acc = g.weight.to(acc);
+    g.bias_acc = g.bias.to(acc);
+  }
   return g;
 }
 

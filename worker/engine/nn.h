@@ -39,6 +39,7 @@ struct Conv2d {
 
 struct GroupNorm {
   at::Tensor weight, bias;
+  at::Tensor weight_acc, bias_acc;  // CUDA: in float32 (float64 for float64), or undefined
   int64_t groups = 32;
   double eps = 1e-5;
   // On CUDA group_norm_reduced, elsewhere at::group_norm.

@@ -102,12 +102,15 @@ FeedForward FeedForward::load(Weights& w, const std::string& prefix, int64_t dim
   FeedForward f;
   f.proj = Linear::load(w, prefix + ".net.0.proj", dim, 8 * dim);
   f.out = Linear::load(w, prefix + ".net.2", 4 * dim, dim);
+  f.hidden = {f.proj.weight.narrow(0, 0, 4 * dim), f.proj.bias.narrow(0, 0, 4 * dim)};
+  f.gate = {f.proj.weight.narrow(0, 4 * dim, 4 * dim), f.proj.bias.narrow(0, 4 * dim, 4 * dim)};
   return f;
 }
 
 at::Tensor FeedForward::operator()(const at::Tensor& x) const {
-  std::vector<at::Tensor> parts = proj(x).chunk(2, -1);
-  return out(parts[0] * at::gelu(parts[1]));
+  // diffusers' GEGLU: proj(x).chunk(2) = (hidden, gate), hidden * gelu(gate).
+  at::Tensor h = hidden(x);
+  return out(h.mul_(at::gelu(gate(x))));
 }
 
 BasicTransformerBlock BasicTransformerBlock::load(Weights& w, const std::string& prefix,
@@ -186,6 +189,7 @@ Transformer2D Transformer2D::load(Weights& w, const std::string& prefix, int64_t
     t.proj_in_linear = Linear::load(w, prefix + ".proj_in", channels, channels);
   } else {
     t.proj_in_conv = Conv2d::load(w, prefix + ".proj_in", channels, channels, 1);
+    t.proj_in_rows = {t.proj_in_conv.weight.view({channels, channels}), t.proj_in_conv.bias};
   }
   for (int64_t k = 0; k < depth; ++k) {
     t.blocks.push_back(BasicTransformerBlock::load(
@@ -195,6 +199,7 @@ Transformer2D Transformer2D::load(Weights& w, const std::string& prefix, int64_t
     t.proj_out_linear = Linear::load(w, prefix + ".proj_out", channels, channels);
   } else {
     t.proj_out_conv = Conv2d::load(w, prefix + ".proj_out", channels, channels, 1);
+    t.proj_out_rows = {t.proj_out_conv.weight.view({channels, channels}), t.proj_out_conv.bias};
   }
   return t;
 }
@@ -209,16 +214,19 @@ at::Tensor Transformer2D::forward(const at::Tensor& x, const at::Tensor& context
   at::Tensor h = norm(x);
   // [B, C, H, W] -> [B, H*W, C] tokens; the projection comes before (conv) or
   // after (linear) the reshape, as in diffusers.
-  if (linear_projection) {
-    h = proj_in_linear(h.permute({0, 2, 3, 1}).reshape({batch, height * width, channels}));
+  const bool nhwc = layout == at::MemoryFormat::ChannelsLast;
+  if (linear_projection || nhwc) {
+    const Linear& proj_in = linear_projection ? proj_in_linear : proj_in_rows;
+    h = proj_in(h.permute({0, 2, 3, 1}).reshape({batch, height * width, channels}));
   } else {
     h = proj_in_conv(h).permute({0, 2, 3, 1}).reshape({batch, height * width, channels});
   }
   for (std::size_t k = 0; k < blocks.size(); ++k) {
     h = blocks[k].forward(h, context, hooks, {where, static_cast<int>(k)}, height, width);
   }
-  if (linear_projection) {
-    h = proj_out_linear(h).reshape({batch, height, width, channels}).permute({0, 3, 1, 2}).contiguous(layout);
+  if (linear_projection || nhwc) {
+    const Linear& proj_out = linear_projection ? proj_out_linear : proj_out_rows;
+    h = proj_out(h).reshape({batch, height, width, channels}).permute({0, 3, 1, 2}).contiguous(layout);
   } else {
     h = proj_out_conv(h.reshape({batch, height, width, channels}).permute({0, 3, 1, 2}).contiguous(layout));
   }

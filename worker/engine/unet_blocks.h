@@ -65,6 +65,9 @@ struct Attention {
 // GEGLU feed-forward: proj to 2 * 4C, h * gelu(gate), back to C.
 struct FeedForward {
   Linear proj, out;
+  // proj's two halves (views of its weight): GEGLU's hidden units and gate,
+  // each a contiguous product, so the GELU and the product run vectorized.
+  Linear hidden, gate;
   static FeedForward load(Weights& w, const std::string& prefix, int64_t dim);
   at::Tensor operator()(const at::Tensor& x) const;
 };
@@ -86,6 +89,9 @@ struct Transformer2D {
   bool linear_projection = false;
   Linear proj_in_linear, proj_out_linear;
   Conv2d proj_in_conv, proj_out_conv;
+  // The 1x1 convolutions as [C, C] products (views of their weights): with
+  // NHWC activations the tokens are already contiguous rows.
+  Linear proj_in_rows, proj_out_rows;
   std::vector<BasicTransformerBlock> blocks;
 
   static Transformer2D load(Weights& w, const std::string& prefix, int64_t channels,

@@ -96,16 +96,16 @@ TEST(Conv2dWeights, AreNhwcOnCudaAndNchwOnTheCpu) {
   for (const bool cuda : {false, true}) {
     if (cuda && !cuda_available()) continue;
     RunOptions options;
-    options.dtype = at::kFloat;
+    options.dtype = at::kDouble;  // float32 convolutions on CUDA may use TF32
     options.device = cuda ? c10::Device(c10::kCUDA, 0) : c10::Device(c10::kCPU);
     Weights w = Weights::synthesize(7, options);
     const Conv2d conv = Conv2d::load(w, "conv", 8, 16, 3, 1, 1);
     EXPECT_EQ(conv.weight.is_contiguous(at::MemoryFormat::ChannelsLast), cuda);
     // Whatever the layout, the convolution is the same.
-    const at::Tensor x = at::randn({2, 8, 9, 9}, at::TensorOptions().dtype(at::kFloat)).to(options.device);
+    const at::Tensor x = at::randn({2, 8, 9, 9}, at::TensorOptions().dtype(at::kDouble)).to(options.device);
     const at::Tensor want = at::conv2d(x.to(at::kCPU), conv.weight.to(at::kCPU).contiguous(),
                                        conv.bias.to(at::kCPU), {1, 1}, {1, 1});
-    EXPECT_LT(rel_err(conv(x), want), 1e-5);
+    EXPECT_LT(rel_err(conv(x), want), 1e-12);
   }
 }
 
