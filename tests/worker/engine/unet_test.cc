@@ -77,39 +77,33 @@ TEST_P(UNetFixture, MatchesReferenceFloat32) {
   EXPECT_LT(err, 1e-4);
 }
 
-// On CUDA the activations are NHWC and GroupNorm is the engine's own
-// (nn.cc): in float64 they must still equal the reference.
-TEST_P(UNetFixture, MatchesReferenceCudaFloat64) {
-  if (!torch::cuda::is_available()) GTEST_SKIP() << "libtorch has no CUDA device";
-  const std::string model = GetParam();
+// The UNet on CUDA in `dtype` against the float64 reference: its relative error.
+double cuda_error(const std::string& model, at::ScalarType dtype) {
   RunOptions options;
-  options.dtype = at::kDouble;
+  options.dtype = dtype;
   options.device = c10::Device(c10::kCUDA, 0);
   auto unet = UNet2DCondition::load(io::DiffusersFolder(model_dir(model)), options);
   Inputs in = fixture_inputs(model);
   at::Tensor out = unet->forward(in.sample, in.timestep, in.cond);
   EXPECT_TRUE(out.is_cuda());
-  EXPECT_TRUE(out.is_contiguous());
+  EXPECT_TRUE(out.is_contiguous()) << "NCHW out whatever the layout inside";
+  EXPECT_EQ(out.scalar_type(), dtype);
   const double err = rel_err(out, reference_tensor(model, "unet.out"));
-  std::cout << model << " cuda float64 unet.out relative error " << err << "\n";
-  EXPECT_LT(err, 1e-6);
+  std::cout << model << " cuda " << c10::toString(dtype) << " unet.out relative error " << err << "\n";
+  return err;
+}
+
+// On CUDA the activations are NHWC and GroupNorm is the engine's own
+// (nn.cc): in float64 they must still equal the reference.
+TEST_P(UNetFixture, MatchesReferenceCudaFloat64) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "libtorch has no CUDA device";
+  EXPECT_LT(cuda_error(GetParam(), at::kDouble), 1e-6);
 }
 
 // The GPU twin: fp16 weights and activations on CUDA against the float64 reference.
 TEST_P(UNetFixture, MatchesReferenceCudaFloat16) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "libtorch has no CUDA device";
-  const std::string model = GetParam();
-  RunOptions options;
-  options.dtype = at::kHalf;
-  options.device = c10::Device(c10::kCUDA, 0);
-  auto unet = UNet2DCondition::load(io::DiffusersFolder(model_dir(model)), options);
-  Inputs in = fixture_inputs(model);
-  at::Tensor out = unet->forward(in.sample, in.timestep, in.cond);
-  EXPECT_TRUE(out.is_cuda());
-  EXPECT_EQ(out.scalar_type(), at::kHalf);
-  const double err = rel_err(out, reference_tensor(model, "unet.out"));
-  std::cout << model << " cuda float16 unet.out relative error " << err << "\n";
-  EXPECT_LT(err, 1e-2);
+  EXPECT_LT(cuda_error(GetParam(), at::kHalf), 1e-2);
 }
 
 INSTANTIATE_TEST_SUITE_P(TinyModels, UNetFixture,

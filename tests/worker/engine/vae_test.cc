@@ -59,34 +59,31 @@ TEST_P(VaeFixture, MatchesReferenceFloat32) {
   EXPECT_LT(err, 1e-4);
 }
 
-// NHWC activations and the engine's GroupNorm on CUDA, in float64.
-TEST_P(VaeFixture, MatchesReferenceCudaFloat64) {
-  if (!torch::cuda::is_available()) GTEST_SKIP() << "libtorch has no CUDA device";
-  const std::string model = GetParam();
+// The VAE decoder on CUDA in `dtype` against the float64 reference: its
+// relative error.
+double cuda_error(const std::string& model, at::ScalarType dtype) {
   RunOptions options;
-  options.dtype = at::kDouble;
+  options.dtype = dtype;
   options.device = c10::Device(c10::kCUDA, 0);
   auto vae = VaeDecoder::load(io::DiffusersFolder(model_dir(model)), options);
   at::Tensor out = vae->decode_raw(reference_tensor(model, "vae.in.latents"));
-  EXPECT_TRUE(out.is_contiguous());
+  EXPECT_TRUE(out.is_cuda());
+  EXPECT_TRUE(out.is_contiguous()) << "NCHW out whatever the layout inside";
   const double err = rel_err(out, reference_tensor(model, "vae.out"));
-  std::cout << model << " cuda float64 vae.out relative error " << err << "\n";
-  EXPECT_LT(err, 1e-6);
+  std::cout << model << " cuda " << c10::toString(dtype) << " vae.out relative error " << err << "\n";
+  return err;
+}
+
+// NHWC activations and the engine's GroupNorm on CUDA, in float64.
+TEST_P(VaeFixture, MatchesReferenceCudaFloat64) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "libtorch has no CUDA device";
+  EXPECT_LT(cuda_error(GetParam(), at::kDouble), 1e-6);
 }
 
 // The GPU twin: fp16 on CUDA against the float64 reference.
 TEST_P(VaeFixture, MatchesReferenceCudaFloat16) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "libtorch has no CUDA device";
-  const std::string model = GetParam();
-  RunOptions options;
-  options.dtype = at::kHalf;
-  options.device = c10::Device(c10::kCUDA, 0);
-  auto vae = VaeDecoder::load(io::DiffusersFolder(model_dir(model)), options);
-  at::Tensor out = vae->decode_raw(reference_tensor(model, "vae.in.latents"));
-  EXPECT_TRUE(out.is_cuda());
-  const double err = rel_err(out, reference_tensor(model, "vae.out"));
-  std::cout << model << " cuda float16 vae.out relative error " << err << "\n";
-  EXPECT_LT(err, 1e-2);
+  EXPECT_LT(cuda_error(GetParam(), at::kHalf), 1e-2);
 }
 
 // decode() divides by the scaling factor first, as the pipelines do.
