@@ -51,6 +51,12 @@ class TokenMerge {
   static TokenMerge match(const at::Tensor& metric, const at::Tensor& dst_pos, int64_t r);
 
  private:
+  // The same matching and merge from tome_kernels.cu (CUDA, when built in).
+  static TokenMerge match_fused(const at::Tensor& scores, const at::Tensor& dst_pos, int64_t r,
+                                const at::ScalarType metric_dtype);
+  at::Tensor merge_fused(const at::Tensor& x) const;
+
+  bool fused_ = false;  // matched by match_fused: merge() uses the fused kernels
   int64_t tokens_ = 0, kept_ = 0, r_ = 0, num_dst_ = 0;
   at::Tensor order_;       // [B, N] positions: merged sources (best first), kept sources, destinations
   at::Tensor src_to_dst_;  // [B, r] which destination each merged source joins
@@ -62,6 +68,14 @@ class TokenMerge {
   at::Tensor assign_;      // [B, Nd, r] 1 where source j joins destination d
   at::Tensor counts_;      // [B, Nd, 1] 1 + sources per destination
 };
+
+// Whether this build has ToMe's fused CUDA kernels (-DDIFFSEARCH_CUDA_KERNELS=ON).
+bool tome_kernels_built();
+// Whether TokenMerge uses them for tensors on `device`: built, CUDA, and not
+// turned off with DIFFSEARCH_TOME_KERNELS=0 (anything but 0 or 1 is an
+// InputError). Large grids whose sort does not fit a thread block's shared
+// memory fall back to ATen either way.
+bool tome_kernels_enabled(const c10::Device& device);
 
 // tomesd's split of an h x w token grid (CPU long tensors, positions in
 // row-major order): each sy x sx window of the top-left (h / sy) x (w / sx)
