@@ -200,10 +200,15 @@ size_t select_shared_bytes(int64_t n, int64_t num_dst, bool float64_keys) {
          static_cast<size_t>(num_dst) * sizeof(int);
 }
 
+// Read once: the first call comes from an eager run, before any graph
+// capture, and a process drives one GPU.
 int max_shared_optin() {
-  int device = 0, bytes = 0;
-  if (cudaGetDevice(&device) != cudaSuccess) return 0;
-  if (cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) != cudaSuccess) return 0;
+  static const int bytes = [] {
+    int device = 0, value = 0;
+    if (cudaGetDevice(&device) != cudaSuccess) return 0;
+    if (cudaDeviceGetAttribute(&value, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) != cudaSuccess) return 0;
+    return value;
+  }();
   return bytes;
 }
 
