@@ -304,6 +304,16 @@ class Progress {
   std::size_t start_done_ = 0;
 };
 
+// How the run record names a worker's device: its host, the device, what
+// that is and how runs on it are timed ("node01 cuda:1 (NVIDIA H200, CUDA
+// graphs)"; "node01 cpu" for plain CPU runs).
+std::string describe_device(const std::string& host, const std::string& device, const std::string& gpu,
+                            const std::string& timing) {
+  std::string what = gpu != device ? gpu : "";
+  if (!timing.empty()) what += (what.empty() ? "" : ", ") + timing;
+  return host + " " + device + (what.empty() ? "" : " (" + what + ")");
+}
+
 nlohmann::json run_record(const SearchOptions& options, const SearchPlan& plan, int processes,
                           const std::set<std::string>& hosts, const std::set<std::string>& devices,
                           double started_at) {
@@ -568,6 +578,7 @@ int run_search_local(const SearchOptions& options) {
             " already in " + options.out + "), 1 process");
   auto evaluator = make_evaluator(options.evaluator, 0);
   const std::string gpu = evaluator->gpu_name(device);
+  const std::set<std::string> devices = {describe_device(host_name(), device, gpu, evaluator->timing(device))};
   report_unservable(scheduler.drop_unservable({gpu}), {gpu});
   Progress progress(scheduler, options.progress_interval_s);
   long held = -1;
@@ -590,7 +601,7 @@ int run_search_local(const SearchOptions& options) {
     progress.maybe_report();
   }
   progress.maybe_report(true);
-  store.begin_run(run_id, run_record(options, plan, 1, {host_name()}, {device}, started_at));
+  store.begin_run(run_id, run_record(options, plan, 1, {host_name()}, devices, started_at));
   store.close();
   if (interrupted) log::warn("interrupted: rerun with --resume to continue " + options.out);
   return finish_code(scheduler, interrupted);
@@ -703,13 +714,8 @@ int coordinate(const SearchOptions& options, const SearchPlan& plan, int size) {
         ws.gpu = msg.value("gpu", msg.value("device", ""));
         hosts.insert(msg.value("host", ""));
         gpus.insert(ws.gpu);
-        // The run record names each worker's device, what it is and how it
-        // times runs: "node01 cuda:1 (NVIDIA H200, CUDA graphs)".
-        const std::string device = msg.value("device", "");
-        const std::string timing = msg.value("timing", "");
-        std::string what = ws.gpu != device ? ws.gpu : "";
-        if (!timing.empty()) what += (what.empty() ? "" : ", ") + timing;
-        devices.insert(msg.value("host", "") + " " + device + (what.empty() ? "" : " (" + what + ")"));
+        devices.insert(describe_device(msg.value("host", ""), msg.value("device", ""), ws.gpu,
+                                       msg.value("timing", "")));
         // Every worker has named its GPU: platforms none has are settled.
         if (++ready_workers == size - 1 && report_unservable(scheduler.drop_unservable(gpus), gpus)) {
           exit_with = exit_code::failed;

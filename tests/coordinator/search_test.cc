@@ -93,6 +93,19 @@ TEST_F(SearchTest, MeasuresEveryUnitOnceAndAnswersDeterministically) {
   EXPECT_EQ(statuses["failed"], 0);
 }
 
+// One process names its device in the run record as a worker under mpirun
+// does: host, device, GPU and how runs are timed.
+TEST_F(SearchTest, RunRecordNamesTheDeviceAsUnderMpirun) {
+  options_.out = out("r.h5");
+  options_.evaluator = "fake:gpu=NVIDIA H200,timing=CUDA graphs";
+  ASSERT_EQ(run_search_local(options_), 0);
+  const auto runs = io::read_results(options_.out).runs;
+  ASSERT_FALSE(runs.empty());
+  const std::string devices = runs.back()["attributes"]["devices"].get<std::string>();
+  EXPECT_NE(devices.find(" cpu (NVIDIA H200, CUDA graphs)"), std::string::npos) << devices;
+  EXPECT_EQ(devices.find("\"cpu\""), std::string::npos) << "not the bare device: " << devices;
+}
+
 TEST_F(SearchTest, ResumeAfterKillMeasuresOnlyWhatIsMissing) {
   options_.out = out("full.h5");
   ASSERT_EQ(run_search_local(options_), 0);
