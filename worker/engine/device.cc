@@ -120,27 +120,29 @@ std::string device_name(const RunOptions& options) {
   return options.device.is_cuda() ? "cuda" : "cpu";
 }
 
-bool cuda_graphs_enabled(const RunOptions& options) {
-  const char* env = std::getenv("DIFFSEARCH_CUDA_GRAPHS");
+bool env_switch_on(const char* name, const std::string& when_on, const std::string& when_off) {
+  const char* env = std::getenv(name);
   const std::string value = env == nullptr ? "" : env;
   if (!value.empty() && value != "0" && value != "1") {
-    throw InputError("DIFFSEARCH_CUDA_GRAPHS='" + value + "': expected 1 (the default) or 0 (eager runs)");
+    throw InputError(std::string(name) + "='" + value + "': expected 1 (" + when_on + ") or 0 (" +
+                     when_off + ")");
   }
+  return value != "0";
+}
+
+bool cuda_graphs_enabled(const RunOptions& options) {
+  const bool on = env_switch_on("DIFFSEARCH_CUDA_GRAPHS", "the default", "eager runs");
 #ifdef DIFFSEARCH_WITH_CUDA
-  return options.device.is_cuda() && value != "0";
+  return on && options.device.is_cuda();
 #else
+  (void)on;  // checked all the same: a bad value is an error everywhere
   return false;
 #endif
 }
 
 bool channels_last_enabled(const c10::Device& device) {
-  const char* env = std::getenv("DIFFSEARCH_CHANNELS_LAST");
-  const std::string value = env == nullptr ? "" : env;
-  if (!value.empty() && value != "0" && value != "1") {
-    throw InputError("DIFFSEARCH_CHANNELS_LAST='" + value +
-                     "': expected 1 (the default on CUDA) or 0 (NCHW activations)");
-  }
-  return device.is_cuda() && value != "0";
+  return env_switch_on("DIFFSEARCH_CHANNELS_LAST", "the default on CUDA", "NCHW activations") &&
+         device.is_cuda();
 }
 
 namespace {

@@ -24,6 +24,11 @@ int64_t peak_memory_bytes(const RunOptions& options);
 // "NVIDIA H200", or "cpu".
 std::string device_name(const RunOptions& options);
 
+// An on/off environment switch that is on unless set to 0: true for unset,
+// empty or 1; anything else is an InputError naming the variable and what
+// each value means ("expected 1 (when_on) or 0 (when_off)").
+bool env_switch_on(const char* name, const std::string& when_on, const std::string& when_off);
+
 // Whether SampleRunner may capture whole samples as CUDA graphs: on a CUDA
 // device with PyTorch's CUDA libtorch, unless DIFFSEARCH_CUDA_GRAPHS=0
 // (anything but 0 or 1 is an InputError).

@@ -72,13 +72,8 @@ bool tome_kernels_built() {
 }
 
 bool tome_kernels_enabled(const c10::Device& device) {
-  const char* env = std::getenv("DIFFSEARCH_TOME_KERNELS");
-  const std::string value = env == nullptr ? "" : env;
-  if (!value.empty() && value != "0" && value != "1") {
-    throw InputError("DIFFSEARCH_TOME_KERNELS='" + value +
-                     "': expected 1 (the default where built) or 0 (ATen's kernels)");
-  }
-  return tome_kernels_built() && device.is_cuda() && value != "0";
+  return env_switch_on("DIFFSEARCH_TOME_KERNELS", "the default where built", "ATen's kernels") &&
+         tome_kernels_built() && device.is_cuda();
 }
 
 std::pair<at::Tensor, at::Tensor> token_partition_2d(int64_t w, int64_t h, int64_t sx, int64_t sy,

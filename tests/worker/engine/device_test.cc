@@ -9,6 +9,7 @@
 #include <torch/torch.h>
 
 #include "io/error.h"
+#include "tests/worker/engine/scoped_env.h"
 
 namespace diffsearch::engine {
 namespace {
@@ -24,20 +25,7 @@ TEST(RunOptions, NamesParseAndBadOnesAreInputErrors) {
   }
 }
 
-// Sets an environment variable for one scope.
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const char* value) : name_(name) {
-    if (const char* old = std::getenv(name)) old_ = old, had_ = true;
-    setenv(name, value, 1);
-  }
-  ~ScopedEnv() { had_ ? setenv(name_, old_.c_str(), 1) : unsetenv(name_); }
-
- private:
-  const char* name_;
-  std::string old_;
-  bool had_ = false;
-};
+using testing::ScopedEnv;
 
 TEST(CudaGraphs, SwitchIsCheckedAndNeverOnForTheCpu) {
   const RunOptions cpu = parse_run_options("float32", "cpu");

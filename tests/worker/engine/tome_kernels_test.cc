@@ -10,25 +10,14 @@
 #include <torch/torch.h>
 
 #include "io/error.h"
+#include "tests/worker/engine/scoped_env.h"
 #include "worker/engine/device.h"
 #include "worker/engine/policy_tome.h"
 
 namespace diffsearch::engine {
 namespace {
 
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const char* value) : name_(name) {
-    if (const char* old = std::getenv(name)) old_ = old, had_ = true;
-    setenv(name, value, 1);
-  }
-  ~ScopedEnv() { had_ ? setenv(name_, old_.c_str(), 1) : unsetenv(name_); }
-
- private:
-  const char* name_;
-  std::string old_;
-  bool had_ = false;
-};
+using testing::ScopedEnv;
 
 double rel_err(const at::Tensor& a, const at::Tensor& b) {
   const at::Tensor x = a.to(at::kCPU, at::kDouble), y = b.to(at::kCPU, at::kDouble);
