@@ -15,9 +15,13 @@ prefix="$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')"
 build="${BUILD:-build-gpu-graphs}"
 t0=$(date +%s)
 # KERNELS=1: with the engine's own CUDA kernels (ToMe's fused matching).
-kernels=OFF; [ "${KERNELS:-0}" = 1 ] && kernels=ON
+kernels=(-DDIFFSEARCH_CUDA_KERNELS=OFF)
+if [ "${KERNELS:-0}" = 1 ]; then
+  nvcc_path="$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)"
+  kernels=(-DDIFFSEARCH_CUDA_KERNELS=ON -DCMAKE_CUDA_COMPILER="$nvcc_path")
+fi
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$prefix" \
-  -DDIFFSEARCH_BUILD_BENCH=ON -DDIFFSEARCH_CUDA_KERNELS=$kernels > /tmp/configure.log 2>&1 \
+  -DDIFFSEARCH_BUILD_BENCH=ON "${kernels[@]}" > /tmp/configure.log 2>&1 \
   || { tail -30 /tmp/configure.log; exit 1; }
 cmake --build "$build" -j "$(nproc)" --target diffsearch bench_engine test_worker_engine_sample_runner \
   test_worker_engine_graph_ops_cuda test_worker_engine_nn test_worker_engine_unet test_worker_engine_vae \
@@ -58,7 +62,7 @@ fi
 eager=(); [ "${EAGER_TOO:-0}" = 1 ] && eager=(--eager-too)
 "$build/bench/bench_engine" --model "$model" --steps 50 "${eager[@]}" --rounds "${ROUNDS:-10}" \
   --json "$out/graphs.json" "${variants[@]}" "$@" 2>&1 | tee "$out/graphs.txt"
-if [ "$kernels" = ON ]; then
+if [ "${KERNELS:-0}" = 1 ]; then
   # The same ToMe runs on ATen's kernels, in a process of their own (a graph
   # is keyed by the setting, not by the kernels inside it).
   DIFFSEARCH_TOME_KERNELS=0 "$build/bench/bench_engine" --model "$model" --steps 50 --rounds "${ROUNDS:-10}" \
