@@ -41,8 +41,10 @@ int main(int argc, char** argv) {
     const at::Tensor dst = dst_cpu.to(options.device);
     engine::TokenMerge m = engine::TokenMerge::match(x, dst, r);
     const at::Tensor merged = m.merge(x);
-    std::printf("%s, [%lld, %lld, %lld] %s, r = %lld\n", engine::device_name(options).c_str(),
-                (long long)b, (long long)n, (long long)c, device.c_str(), (long long)r);
+    std::printf("%s, [%lld, %lld, %lld] %s, r = %lld, %s\n", engine::device_name(options).c_str(),
+                (long long)b, (long long)n, (long long)c, device.c_str(), (long long)r,
+                engine::tome_kernels_enabled(options.device) ? "fused kernels (tome_kernels.cu)"
+                                                             : "ATen kernels");
     time_ms("partition, fixed windows (host + copy)", [&] {
       auto p = engine::token_partition_2d(w, h, 2, 2, {});
       (void)p.first.to(options.device);
