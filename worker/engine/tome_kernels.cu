@@ -27,7 +27,8 @@ template <> __device__ __forceinline__ __half from_acc<__half>(float v) { return
 template <> __device__ __forceinline__ __nv_bfloat16 from_acc<__nv_bfloat16>(float v) {
   return __float2bfloat16(v);
 }
-__device__ __forceinline__ double from_acc_double(double v) { return v; }
+// float64 stays float64 (the one type accumulated in double).
+template <typename T> __device__ __forceinline__ T from_acc(double v) { return v; }
 
 const char* last_error() {
   const cudaError_t e = cudaGetLastError();
@@ -156,7 +157,8 @@ __global__ void gather_rows_kernel(const V* __restrict__ x, const int64_t* __res
   }
 }
 
-template <typename T, typename CountT>
+// Accumulates in A (float, or double for double) and rounds once.
+template <typename T, typename A, typename CountT>
 __global__ void finish_kernel(T* __restrict__ kept, const T* __restrict__ sums,
                               const CountT* __restrict__ counts, int64_t kept_rows, int64_t num_dst,
                               int64_t channels, int64_t total) {
@@ -165,21 +167,8 @@ __global__ void finish_kernel(T* __restrict__ kept, const T* __restrict__ sums,
     const int64_t c = e % channels, bj = e / channels;  // bj = b * num_dst + j
     const int64_t b = bj / num_dst, j = bj % num_dst;
     T* row = kept + (b * kept_rows + (kept_rows - num_dst) + j) * channels;
-    const float v = (to_float(row[c]) + to_float(sums[bj * channels + c])) / static_cast<float>(counts[bj]);
+    const A v = (to_acc<A>(row[c]) + to_acc<A>(sums[bj * channels + c])) / static_cast<A>(counts[bj]);
     row[c] = from_acc<T>(v);
-  }
-}
-
-template <typename CountT>
-__global__ void finish_kernel_double(double* __restrict__ kept, const double* __restrict__ sums,
-                                     const CountT* __restrict__ counts, int64_t kept_rows,
-                                     int64_t num_dst, int64_t channels, int64_t total) {
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < total; e += stride) {
-    const int64_t c = e % channels, bj = e / channels;
-    const int64_t b = bj / num_dst, j = bj % num_dst;
-    double* row = kept + (b * kept_rows + (kept_rows - num_dst) + j) * channels;
-    row[c] = from_acc_double((row[c] + sums[bj * channels + c]) / static_cast<double>(counts[bj]));
   }
 }
 
@@ -272,15 +261,10 @@ const char* launch_finish(void* kept, const void* sums, const void* counts, int6
   const int64_t total = batch * num_dst * channels;
   if (total == 0) return nullptr;
   constexpr int kThreads = 256;
-  if constexpr (std::is_same<T, double>::value) {
-    finish_kernel_double<CountT><<<grid_for(total, kThreads), kThreads, 0, stream>>>(
-        static_cast<double*>(kept), static_cast<const double*>(sums),
-        static_cast<const CountT*>(counts), kept_rows, num_dst, channels, total);
-  } else {
-    finish_kernel<T, CountT><<<grid_for(total, kThreads), kThreads, 0, stream>>>(
-        static_cast<T*>(kept), static_cast<const T*>(sums), static_cast<const CountT*>(counts),
-        kept_rows, num_dst, channels, total);
-  }
+  using A = std::conditional_t<std::is_same<T, double>::value, double, float>;
+  finish_kernel<T, A, CountT><<<grid_for(total, kThreads), kThreads, 0, stream>>>(
+      static_cast<T*>(kept), static_cast<const T*>(sums), static_cast<const CountT*>(counts),
+      kept_rows, num_dst, channels, total);
   return last_error();
 }
 
