@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <set>
@@ -117,6 +118,13 @@ int main(int argc, char** argv) {
       }
     }
     if (model.empty()) throw InputError("--model DIR is required");
+    if (!profile_dir.empty()) {  // checked before minutes of warm-up, not after
+      std::error_code made;
+      std::filesystem::create_directories(profile_dir, made);
+      if (made || !std::filesystem::is_directory(profile_dir)) {
+        throw InputError("--profile " + profile_dir + ": cannot create that folder (" + made.message() + ")");
+      }
+    }
     if (eager_too) {
       // Every variant also eagerly, in the same rounds: graphs against eager
       // libtorch measured in one run.
