@@ -25,11 +25,11 @@ cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$prefix" 
   || { tail -30 /tmp/configure.log; exit 1; }
 cmake --build "$build" -j "$(nproc)" --target diffsearch bench_engine test_worker_engine_sample_runner \
   test_worker_engine_graph_ops_cuda test_worker_engine_nn test_worker_engine_unet test_worker_engine_vae \
-  test_worker_engine_device test_worker_engine_tome_kernels \
+  test_worker_engine_device test_worker_engine_tome_kernels test_worker_engine_group_norm_kernels \
   > "$out/build.log" 2>&1 || { grep -E "error" "$out/build.log" | head -30; exit 1; }
 echo "build ok in $(( $(date +%s) - t0 )) s"
 # Each test in its own process (a device-side assertion ends a process).
-(cd "$build" && OMP_NUM_THREADS=4 ctest -R "SampleRunner|GraphOps|GroupNorm|Conv2dWeights|ChannelsLast|Cuda|ToMeKernels" --timeout 300 --output-on-failure > "$out/sample_runner_test.log" 2>&1)
+(cd "$build" && OMP_NUM_THREADS=4 ctest -R "SampleRunner|GraphOps|GroupNorm|Conv2dWeights|ChannelsLast|Cuda|ToMeKernels|NormKernels" --timeout 300 --output-on-failure > "$out/sample_runner_test.log" 2>&1)
 grep -E "tests passed|tests failed|\*\*\*Failed|Exception|SEGFAULT" "$out/sample_runner_test.log" | head -30
 grep -E "run [0-9]: |Failure|rel_err|Which is|capture" "$out/sample_runner_test.log" | head -60
 model=/tmp/sd15-full; [ -d "$model" ] || "$build/diffsearch" synth-model --like sd15 --full-size --dtype fp16 --out "$model" --log-level warn
@@ -63,9 +63,13 @@ eager=(); [ "${EAGER_TOO:-0}" = 1 ] && eager=(--eager-too)
 "$build/bench/bench_engine" --model "$model" --steps 50 "${eager[@]}" --rounds "${ROUNDS:-10}" \
   --json "$out/graphs.json" "${variants[@]}" "$@" 2>&1 | tee "$out/graphs.txt"
 if [ "${KERNELS:-0}" = 1 ]; then
-  # The same ToMe runs on ATen's kernels, in a process of their own (a graph
+  # The same runs on ATen's kernels alone, in a process of their own (a graph
   # is keyed by the setting, not by the kernels inside it).
-  DIFFSEARCH_TOME_KERNELS=0 "$build/bench/bench_engine" --model "$model" --steps 50 --rounds "${ROUNDS:-10}" \
-    --json /tmp/graphs-aten.json --variant "tome_0.5=tome:ratio=0.5" \
-    --variant "tome_0.5_norand=tome:ratio=0.5,use_rand=false" 2>&1 | tee "$out/graphs-aten-tome.txt"
+  DIFFSEARCH_TOME_KERNELS=0 DIFFSEARCH_NORM_KERNELS=0 "$build/bench/bench_engine" --model "$model" --steps 50 \
+    --rounds "${ROUNDS:-10}" --json /tmp/graphs-aten.json \
+    --variant "deepcache_i5_b0=deepcache:cache_interval=5,cache_branch_id=0" \
+    --variant "tome_0.5=tome:ratio=0.5" \
+    --variant "tome_0.5_norand=tome:ratio=0.5,use_rand=false" 2>&1 | tee "$out/graphs-aten.txt"
+  DIFFSEARCH_NORM_KERNELS=0 "$build/bench/bench_engine" --model "$model" --decode-only 30 2>&1 \
+    | sed 's/^/ATen GroupNorm: /' | tee -a "$out/decode.txt"
 fi

@@ -2,12 +2,16 @@
 // the per-thread counter.
 #include "worker/engine/nn.h"
 
+#include <cstdint>
 #include <vector>
 
 #include <torch/torch.h>
 #include <torch/version.h>
 
+#include "io/error.h"
+#include "worker/engine/cuda_kernels.h"
 #include "worker/engine/device.h"
+#include "worker/engine/group_norm_kernels.h"
 
 namespace diffsearch::engine {
 namespace macs {
@@ -89,12 +93,83 @@ at::Tensor group_norm_reduced(const at::Tensor& x, int64_t groups, const at::Ten
   return out;
 }
 
-at::Tensor GroupNorm::operator()(const at::Tensor& x) const {
-  if (x.is_cuda() && x.dim() >= 3) {
-    return group_norm_reduced(x, groups, weight_acc.defined() ? weight_acc : weight,
-                              bias_acc.defined() ? bias_acc : bias, eps);
+bool norm_kernels_enabled(const c10::Device& device) {
+  return cuda_kernels_enabled("DIFFSEARCH_NORM_KERNELS", device);
+}
+
+namespace {
+
+// The NHWC kernel's result, or undefined where it does not take x: a 4-d
+// channels-last CUDA tensor of a shape it fits, with the norm's affine
+// parameters in the accumulation type.
+at::Tensor group_norm_kernel(const at::Tensor& x, int64_t groups, const at::Tensor& weight_acc,
+                             const at::Tensor& bias_acc, double eps, const at::Tensor& channel_add,
+                             bool silu) {
+#ifdef DIFFSEARCH_WITH_CUDA_KERNELS
+  namespace gnk = group_norm_kernels;
+  if (x.dim() != 4 || !x.is_floating_point() || !norm_kernels_enabled(x.device()) ||
+      !x.is_contiguous(at::MemoryFormat::ChannelsLast) || !weight_acc.defined() || !bias_acc.defined()) {
+    return {};
   }
-  return at::group_norm(x, groups, weight, bias, eps);
+  const int64_t batch = x.size(0), channels = x.size(1), pixels = x.size(2) * x.size(3);
+  const gnk::Dtype dtype = kernels::dtype_of(x);
+  if (!gnk::fits(channels, groups, dtype) || reinterpret_cast<uintptr_t>(x.data_ptr()) % 16 != 0) return {};
+  const auto acc = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  DIFFSEARCH_ASSERT(weight_acc.scalar_type() == acc && bias_acc.scalar_type() == acc);
+  at::Tensor add;
+  if (channel_add.defined()) {
+    DIFFSEARCH_ASSERT(channel_add.numel() == batch * channels);
+    add = channel_add.to(x.scalar_type()).contiguous();
+  }
+  at::Tensor out = at::empty_like(x, at::MemoryFormat::ChannelsLast);
+  const at::Tensor workspace =
+      at::empty({gnk::workspace_elements(batch, pixels, channels, dtype)}, x.options().dtype(acc));
+  gnk::Params p;
+  p.x = x.data_ptr();
+  p.dtype = dtype;
+  p.batch = batch;
+  p.pixels = pixels;
+  p.channels = channels;
+  p.groups = groups;
+  p.eps = eps;
+  p.weight = weight_acc.data_ptr();
+  p.bias = bias_acc.data_ptr();
+  p.channel_add = add.defined() ? add.data_ptr() : nullptr;
+  p.silu = silu;
+  p.out = out.data_ptr();
+  p.workspace = workspace.data_ptr();
+  kernels::check(gnk::group_norm_nhwc(p, kernels::current_stream(x)), "group_norm_kernels::group_norm_nhwc");
+  return out;
+#else
+  (void)x, (void)groups, (void)weight_acc, (void)bias_acc, (void)eps, (void)channel_add, (void)silu;
+  return {};
+#endif
+}
+
+}  // namespace
+
+at::Tensor GroupNorm::operator()(const at::Tensor& x) const { return apply(x, {}, false); }
+
+at::Tensor GroupNorm::silu(const at::Tensor& x, const at::Tensor& channel_add) const {
+  return apply(x, channel_add, true);
+}
+
+at::Tensor GroupNorm::apply(const at::Tensor& x, const at::Tensor& channel_add, bool silu) const {
+  if (x.is_cuda()) {
+    at::Tensor y = group_norm_kernel(x, groups, weight_acc, bias_acc, eps, channel_add, silu);
+    if (y.defined()) return y;
+  }
+  at::Tensor in = x;
+  if (channel_add.defined()) {
+    std::vector<int64_t> shape = {x.size(0), x.size(1)};
+    shape.resize(static_cast<std::size_t>(x.dim()), 1);
+    in = x + channel_add.view(shape);
+  }
+  at::Tensor y = in.is_cuda() && in.dim() >= 3
+                     ? group_norm_reduced(in, groups, weight_acc.defined() ? weight_acc : weight,
+                                          bias_acc.defined() ? bias_acc : bias, eps)
+                     : at::group_norm(in, groups, weight, bias, eps);
+  return silu ? at::silu(y) : y;
 }
 
 GroupNorm GroupNorm::load(Weights& w, const std::string& prefix, int64_t groups,

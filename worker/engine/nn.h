@@ -42,11 +42,24 @@ struct GroupNorm {
   at::Tensor weight_acc, bias_acc;  // CUDA: in float32 (float64 for float64), or undefined
   int64_t groups = 32;
   double eps = 1e-5;
-  // On CUDA group_norm_reduced, elsewhere at::group_norm.
+  // On CUDA the engine's NHWC kernel (group_norm_kernels.h) where built and
+  // the layout allows, else group_norm_reduced; elsewhere at::group_norm.
   at::Tensor operator()(const at::Tensor& x) const;
+  // silu(norm(x + channel_add[:, :, None, None])), channel_add [B, C] or
+  // undefined: a resnet's time-embedding add, its norm and its activation,
+  // in one pass on CUDA where the kernel takes them.
+  at::Tensor silu(const at::Tensor& x, const at::Tensor& channel_add = {}) const;
   static GroupNorm load(Weights& w, const std::string& prefix, int64_t groups, int64_t channels,
                         double eps);
+
+ private:
+  at::Tensor apply(const at::Tensor& x, const at::Tensor& channel_add, bool silu) const;
 };
+
+// Whether GroupNorm uses the engine's NHWC kernel for tensors on `device`:
+// built (cuda_kernels_built()), CUDA, and not turned off with
+// DIFFSEARCH_NORM_KERNELS=0 (anything but 0 or 1 is an InputError).
+bool norm_kernels_enabled(const c10::Device& device);
 
 // GroupNorm from per-channel float sums and norms, then one multiply-add:
 // keeps any memory layout and fills the GPU with few large groups (see

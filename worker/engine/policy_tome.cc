@@ -13,16 +13,13 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/version.h>
 
-#ifdef DIFFSEARCH_WITH_TOME_KERNELS
-#include <ATen/cuda/CUDAContext.h>
-
-#include "worker/engine/tome_kernels.h"
-#endif
 
 #include "io/error.h"
+#include "worker/engine/cuda_kernels.h"
 #include "worker/engine/device.h"
 #include "worker/engine/nn.h"
 #include "worker/engine/profile_scope.h"
+#include "worker/engine/tome_kernels.h"
 
 namespace diffsearch::engine {
 
@@ -35,45 +32,11 @@ at::Tensor to_device_async(const at::Tensor& cpu, const at::Device& device) {
   return cpu.pin_memory().to(device, /*non_blocking=*/true);
 }
 
-#ifdef DIFFSEARCH_WITH_TOME_KERNELS
-tome_kernels::Dtype kernel_dtype(const at::Tensor& t) {
-  switch (t.scalar_type()) {
-    case at::kHalf:
-      return tome_kernels::Dtype::float16;
-    case at::kBFloat16:
-      return tome_kernels::Dtype::bfloat16;
-    case at::kFloat:
-      return tome_kernels::Dtype::float32;
-    case at::kDouble:
-      return tome_kernels::Dtype::float64;
-    default:
-      DIFFSEARCH_ASSERT(false && "ToMe kernels take floating-point tensors");
-  }
-  return tome_kernels::Dtype::float32;
-}
-
-void check_kernel(const char* error, const char* what) {
-  if (error != nullptr) throw std::runtime_error(std::string("ToMe CUDA kernel ") + what + ": " + error);
-}
-
-void* current_stream(const at::Tensor& t) {
-  return at::cuda::getCurrentCUDAStream(t.device().index()).stream();
-}
-#endif
 
 }  // namespace
 
-bool tome_kernels_built() {
-#ifdef DIFFSEARCH_WITH_TOME_KERNELS
-  return true;
-#else
-  return false;
-#endif
-}
-
 bool tome_kernels_enabled(const c10::Device& device) {
-  return env_switch_on("DIFFSEARCH_TOME_KERNELS", "the default where built", "ATen's kernels") &&
-         tome_kernels_built() && device.is_cuda();
+  return cuda_kernels_enabled("DIFFSEARCH_TOME_KERNELS", device);
 }
 
 std::pair<at::Tensor, at::Tensor> token_partition_2d(int64_t w, int64_t h, int64_t sx, int64_t sy,
@@ -119,7 +82,7 @@ TokenMerge TokenMerge::match(const at::Tensor& metric, const at::Tensor& dst_pos
   const at::Tensor unit = metric / metric.norm(2, {-1}, /*keepdim=*/true);
   const at::Tensor scores = at::matmul(unit, unit.index_select(1, dst_pos).transpose(-1, -2));
   macs::add(batch * n * num_dst * channels);
-#ifdef DIFFSEARCH_WITH_TOME_KERNELS
+#ifdef DIFFSEARCH_WITH_CUDA_KERNELS
   if (tome_kernels_enabled(metric.device()) &&
       tome_kernels::order_fits(n, num_dst, metric.scalar_type() == at::kDouble)) {
     return match_fused(scores, dst_pos, r, metric.scalar_type());
@@ -150,18 +113,17 @@ TokenMerge TokenMerge::match(const at::Tensor& metric, const at::Tensor& dst_pos
 
 TokenMerge TokenMerge::match_fused(const at::Tensor& scores_in, const at::Tensor& dst_pos_in,
                                    int64_t r, const at::ScalarType metric_dtype) {
-#ifdef DIFFSEARCH_WITH_TOME_KERNELS
+#ifdef DIFFSEARCH_WITH_CUDA_KERNELS
   const at::Tensor scores = scores_in.contiguous();  // [B, N, Nd]
   const at::Tensor dst_pos = dst_pos_in.to(at::kLong).contiguous();
   const int64_t batch = scores.size(0), n = scores.size(1), num_dst = scores.size(2);
   const bool f64 = scores.scalar_type() == at::kDouble;
   const auto longs = at::TensorOptions().dtype(at::kLong).device(scores.device());
-  void* stream = current_stream(scores);
+  void* stream = kernels::current_stream(scores);
   const at::Tensor keys = at::empty({batch, n}, scores.options().dtype(f64 ? at::kDouble : at::kFloat));
   const at::Tensor node_idx = at::empty({batch, n}, longs);
-  check_kernel(tome_kernels::row_max(scores.data_ptr(), kernel_dtype(scores), batch * n, num_dst,
-                                     keys.data_ptr(), node_idx.data_ptr<int64_t>(), stream),
-               "row_max");
+  kernels::check(tome_kernels::row_max(scores.data_ptr(), kernels::dtype_of(scores), batch * n, num_dst,
+                                     keys.data_ptr(), node_idx.data_ptr<int64_t>(), stream), "tome_kernels::row_max");
   TokenMerge m;
   m.fused_ = true;
   m.tokens_ = n;
@@ -174,13 +136,12 @@ TokenMerge TokenMerge::match_fused(const at::Tensor& scores_in, const at::Tensor
   m.assign_ = at::zeros({batch, num_dst, r}, scores.options().dtype(metric_dtype));
   m.counts_ = at::empty({batch, num_dst, 1},
                         scores.options().dtype(at::promote_types(metric_dtype, at::kFloat)));
-  check_kernel(tome_kernels::order_tokens(keys.data_ptr(), f64, node_idx.data_ptr<int64_t>(),
+  kernels::check(tome_kernels::order_tokens(keys.data_ptr(), f64, node_idx.data_ptr<int64_t>(),
                                           dst_pos.data_ptr<int64_t>(), batch, n, num_dst, r,
                                           m.order_.data_ptr<int64_t>(), m.src_to_dst_.data_ptr<int64_t>(),
                                           m.map_.data_ptr<int64_t>(), m.counts_.data_ptr(),
-                                          kernel_dtype(m.counts_), m.assign_.data_ptr(),
-                                          kernel_dtype(m.assign_), stream),
-               "order_tokens");
+                                          kernels::dtype_of(m.counts_), m.assign_.data_ptr(),
+                                          kernels::dtype_of(m.assign_), stream), "tome_kernels::order_tokens");
   return m;
 #else
   DIFFSEARCH_ASSERT(false && "built without DIFFSEARCH_CUDA_KERNELS");
@@ -189,21 +150,19 @@ TokenMerge TokenMerge::match_fused(const at::Tensor& scores_in, const at::Tensor
 }
 
 at::Tensor TokenMerge::merge_fused(const at::Tensor& x_in) const {
-#ifdef DIFFSEARCH_WITH_TOME_KERNELS
+#ifdef DIFFSEARCH_WITH_CUDA_KERNELS
   const at::Tensor x = x_in.contiguous();
   const int64_t batch = x.size(0), channels = x.size(2);
-  void* stream = current_stream(x);
+  void* stream = kernels::current_stream(x);
   at::Tensor kept = at::empty({batch, kept_, channels}, x.options());
   at::Tensor src = at::empty({batch, r_, channels}, x.options());
-  check_kernel(tome_kernels::gather_rows(x.data_ptr(), kernel_dtype(x), order_.data_ptr<int64_t>(), batch,
-                                         tokens_, channels, r_, src.data_ptr(), kept.data_ptr(), stream),
-               "gather_rows");
+  kernels::check(tome_kernels::gather_rows(x.data_ptr(), kernels::dtype_of(x), order_.data_ptr<int64_t>(), batch,
+                                         tokens_, channels, r_, src.data_ptr(), kept.data_ptr(), stream), "tome_kernels::gather_rows");
   const at::Tensor assign = assign_.scalar_type() == x.scalar_type() ? assign_ : assign_.to(x.scalar_type());
   const at::Tensor sums = at::matmul(assign, src).contiguous();  // [B, Nd, C]
-  check_kernel(tome_kernels::finish_destinations(kept.data_ptr(), sums.data_ptr(), kernel_dtype(kept),
-                                                 counts_.data_ptr(), kernel_dtype(counts_), batch, kept_,
-                                                 num_dst_, channels, stream),
-               "finish_destinations");
+  kernels::check(tome_kernels::finish_destinations(kept.data_ptr(), sums.data_ptr(), kernels::dtype_of(kept),
+                                                 counts_.data_ptr(), kernels::dtype_of(counts_), batch, kept_,
+                                                 num_dst_, channels, stream), "tome_kernels::finish_destinations");
   return kept;
 #else
   DIFFSEARCH_ASSERT(false && "built without DIFFSEARCH_CUDA_KERNELS");

@@ -69,9 +69,8 @@ class TokenMerge {
   at::Tensor counts_;      // [B, Nd, 1] 1 + sources per destination
 };
 
-// Whether this build has ToMe's fused CUDA kernels (-DDIFFSEARCH_CUDA_KERNELS=ON).
-bool tome_kernels_built();
-// Whether TokenMerge uses them for tensors on `device`: built, CUDA, and not
+// Whether TokenMerge uses its fused CUDA kernels (tome_kernels.cu) for
+// tensors on `device`: built (cuda_kernels_built()), CUDA, and not
 // turned off with DIFFSEARCH_TOME_KERNELS=0 (anything but 0 or 1 is an
 // InputError). Large grids whose sort does not fit a thread block's shared
 // memory fall back to ATen either way.

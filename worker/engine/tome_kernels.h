@@ -11,9 +11,11 @@
 
 #include <cstdint>
 
+#include "worker/engine/kernel_dtype.h"
+
 namespace diffsearch::engine::tome_kernels {
 
-enum class Dtype { float16, bfloat16, float32, float64 };
+using Dtype = kernels::Dtype;
 
 // scores [rows, cols] (row-major, `dtype`): each row's largest value and the
 // first column holding it. Keys are float32, or float64 for float64 scores.

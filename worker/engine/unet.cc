@@ -395,7 +395,7 @@ at::Tensor UNet2DCondition::forward(const at::Tensor& sample_in, const at::Tenso
 
   // 5. out
   ProfileScope scope("head");
-  at::Tensor out = m.conv_out(at::silu(m.conv_norm_out(h)));
+  at::Tensor out = m.conv_out(m.conv_norm_out.silu(h));
   // Callers (samplers, policies, tests) get the usual NCHW tensor.
   return nhwc ? out.contiguous() : out;
 }

@@ -26,11 +26,11 @@ ResnetBlock2D ResnetBlock2D::load(Weights& w, const std::string& prefix, int64_t
 
 at::Tensor ResnetBlock2D::operator()(const at::Tensor& x, const at::Tensor& temb_act) const {
   ProfileScope scope("resnet");
-  at::Tensor h = conv1(at::silu(norm1(x)));
-  if (time_emb_proj.weight.defined() && temb_act.defined()) {
-    h = h + time_emb_proj(temb_act).unsqueeze(-1).unsqueeze(-1);
-  }
-  h = conv2(at::silu(norm2(h)));
+  at::Tensor h = conv1(norm1.silu(x));
+  // The time embedding is added per channel; norm2 folds the add in.
+  at::Tensor temb;
+  if (time_emb_proj.weight.defined() && temb_act.defined()) temb = time_emb_proj(temb_act);
+  h = conv2(norm2.silu(h, temb));
   at::Tensor out = (conv_shortcut.weight.defined() ? conv_shortcut(x) : x) + h;
   if (output_scale_factor != 1.0) out = out / output_scale_factor;
   return out;

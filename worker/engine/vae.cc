@@ -224,7 +224,7 @@ at::Tensor VaeDecoder::decode_raw(const at::Tensor& z_in) const {
     for (const auto& r : b.resnets) h = r(h, at::Tensor());
     if (b.has_upsampler) h = b.upsampler(h);
   }
-  at::Tensor images = m.conv_out(at::silu(m.conv_norm_out(h)));
+  at::Tensor images = m.conv_out(m.conv_norm_out.silu(h));
   return nhwc ? images.contiguous() : images;
 }
 

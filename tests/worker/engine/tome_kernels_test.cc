@@ -11,6 +11,7 @@
 
 #include "io/error.h"
 #include "tests/worker/engine/scoped_env.h"
+#include "worker/engine/cuda_kernels.h"
 #include "worker/engine/device.h"
 #include "worker/engine/policy_tome.h"
 
@@ -31,7 +32,7 @@ TEST(ToMeKernels, SwitchIsCheckedAndOffWithoutThemOrOnTheCpu) {
     EXPECT_THROW(tome_kernels_enabled(c10::Device(c10::kCPU)), InputError);
   }
   if (cuda_available()) {
-    EXPECT_EQ(tome_kernels_enabled(c10::Device(c10::kCUDA, 0)), tome_kernels_built());
+    EXPECT_EQ(tome_kernels_enabled(c10::Device(c10::kCUDA, 0)), cuda_kernels_built());
     ScopedEnv env("DIFFSEARCH_TOME_KERNELS", "0");
     EXPECT_FALSE(tome_kernels_enabled(c10::Device(c10::kCUDA, 0)));
   }
@@ -45,11 +46,14 @@ struct Case {
 };
 
 TEST(ToMeKernels, MatchAndMergeEqualAtens) {
-  if (!tome_kernels_built() || !cuda_available()) GTEST_SKIP() << "built without the kernels, or no GPU";
+  if (!cuda_kernels_built() || !cuda_available()) GTEST_SKIP() << "built without the kernels, or no GPU";
   const std::vector<Case> cases = {
       {16, 16, 0.5, at::kDouble, 1e-12}, {12, 20, 0.3, at::kDouble, 1e-12},
       {64, 64, 0.5, at::kFloat, 1e-6},   {30, 18, 0.7, at::kFloat, 1e-6},
       {64, 64, 0.5, at::kHalf, 2e-3},    {32, 32, 0.5, at::kBFloat16, 2e-2},
+      // 2, 8 and 16 sort items per thread (the block sort's other sizes).
+      {40, 40, 0.5, at::kFloat, 1e-6},   {80, 80, 0.4, at::kDouble, 1e-12},
+      {96, 96, 0.5, at::kHalf, 2e-3},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(std::to_string(c.w) + "x" + std::to_string(c.h) + " ratio " + std::to_string(c.ratio) +
