@@ -122,16 +122,24 @@ __global__ void group_scale_shift_kernel(const T* __restrict__ x, const A* __res
   const int64_t b = blockIdx.y;
   const int per_group = channels / groups, first = g * per_group;
   const double n = static_cast<double>(pixels);
+  // Channel c's partial sums are of d = x - x0[c] (its first pixel); the
+  // norm's input is x + add. Moments are taken about o = the group's first
+  // channel's x0 + add, so that they too stay small:
+  // x + add - o = d + u with u = x0[c] + add[c] - o, and
+  // sum (d + u)^2 = sum d^2 + 2 u sum d + n u^2, chunk by chunk.
+  auto origin = [&](int c) {
+    double v = to_double(x[b * pixels * channels + c]);
+    if (channel_add != nullptr) v += to_double(channel_add[b * channels + c]);
+    return v;
+  };
+  const double o = origin(first);
   double s = 0.0, q = 0.0;
   for (int64_t i = threadIdx.x; i < chunks * per_group; i += blockDim.x) {
     const int64_t k = i / per_group;
     const int c = first + static_cast<int>(i % per_group);
     const A* p = partial + (b * chunks + k) * 2 * channels;
     const double ps = p[c], pq = p[channels + c];
-    // The partial sums are of d = x - x0; the norm's input is d + u with
-    // u = x0 + add: sum (d + u)^2 = sum d^2 + 2 u sum d + n u^2, chunk by chunk.
-    double u = to_double(x[b * pixels * channels + c]);
-    if (channel_add != nullptr) u += to_double(channel_add[b * channels + c]);
+    const double u = origin(c) - o;
     q += pq + 2.0 * u * ps + (k == 0 ? n * u * u : 0.0);
     s += ps + (k == 0 ? n * u : 0.0);
   }
@@ -151,9 +159,9 @@ __global__ void group_scale_shift_kernel(const T* __restrict__ x, const A* __res
       total_square += reduce_square[w];
     }
     const double count = n * per_group;
-    const double mean = total / count;
-    const double var = total_square / count - mean * mean;
-    mean_rstd[0] = mean;
+    const double shifted_mean = total / count;
+    const double var = total_square / count - shifted_mean * shifted_mean;
+    mean_rstd[0] = o + shifted_mean;
     mean_rstd[1] = 1.0 / sqrt((var > 0.0 ? var : 0.0) + eps);
   }
   __syncthreads();
