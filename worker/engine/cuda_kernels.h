@@ -1,6 +1,6 @@
 // Host side of the engine's own CUDA kernels (tome_kernels.cu,
-// group_norm_kernels.cu), which are built with -DDIFFSEARCH_CUDA_KERNELS=ON
-// and need PyTorch's CUDA libtorch and nvcc. Each use has its own run-time
+// group_norm_kernels.cu), built where PyTorch's CUDA libtorch and nvcc are
+// found (CMake's DIFFSEARCH_CUDA_KERNELS: AUTO, the default, ON or OFF). Each use has its own run-time
 // switch (DIFFSEARCH_TOME_KERNELS, DIFFSEARCH_NORM_KERNELS); without the
 // kernels, or switched off, the engine computes the same with ATen.
 #pragma once
@@ -13,7 +13,7 @@
 
 namespace diffsearch::engine {
 
-// Whether this build has the kernels (-DDIFFSEARCH_CUDA_KERNELS=ON).
+// Whether this build has the kernels.
 bool cuda_kernels_built();
 
 // Whether the kernels behind `switch_name` run for tensors on `device`:

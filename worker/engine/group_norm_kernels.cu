@@ -1,5 +1,5 @@
 // GroupNorm over NHWC activations in three kernels (see group_norm_kernels.h).
-// Built only with -DDIFFSEARCH_CUDA_KERNELS=ON; nn.cc falls back to
+// Built where DIFFSEARCH_CUDA_KERNELS allows (CMakeLists.txt); nn.cc falls back to
 // group_norm_reduced otherwise.
 #include "worker/engine/group_norm_kernels.h"
 

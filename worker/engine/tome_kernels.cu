@@ -1,5 +1,5 @@
-// ToMe's fused CUDA kernels (see tome_kernels.h). Built only with
-// -DDIFFSEARCH_CUDA_KERNELS=ON; policy_tome.cc falls back to ATen otherwise.
+// ToMe's fused CUDA kernels (see tome_kernels.h). Built where
+// DIFFSEARCH_CUDA_KERNELS allows; policy_tome.cc falls back to ATen otherwise.
 #include "worker/engine/tome_kernels.h"
 
 #include <cmath>

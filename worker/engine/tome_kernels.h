@@ -1,8 +1,8 @@
 // ToMe's matching and merging as a few fused CUDA kernels (tome_kernels.cu,
-// built with -DDIFFSEARCH_CUDA_KERNELS=ON). At 512 px the ATen version is
+// see cuda_kernels.h for when they are built). At 512 px the ATen version is
 // about 24 small kernels per transformer block, whose launch-to-launch time
 // in a CUDA graph costs more than merging saves; these compute the same
-// matching (the same stable order, the same one-hot assignment) in 4.
+// matching (the same stable order, the same one-hot assignment) in 5.
 //
 // Plain types only, so that this header and the .cu see no Torch header:
 // every pointer is device memory, `stream` is a cudaStream_t, and each call
@@ -28,7 +28,8 @@ bool order_fits(int64_t n, int64_t num_dst, bool float64_keys);
 
 // Per batch row b (keys, node_index [batch, n] from row_max): destinations
 // dst_pos [num_dst] get key -inf, then every token is ordered by key
-// descending, position ascending (a stable descending sort). Writes
+// descending, position ascending (a stable descending sort: one thread
+// block's radix sort, for n up to 16384 as order_fits() says). Writes
 // order [batch, n]; src_to_dst [batch, r] = node_index of the first r;
 // map [batch, n], the merged row each position unmerges from; counts
 // [batch, num_dst] = 1 + sources per destination (`counts_dtype`); and 1 at

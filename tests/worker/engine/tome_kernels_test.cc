@@ -1,8 +1,8 @@
 // ToMe's fused CUDA kernels (worker/engine/tome_kernels.cu) against the ATen
 // matching they replace: the same merge and unmerge for every dtype, grid
 // and ratio, including grids that are not a power of two. Skipped where the
-// build lacks them (-DDIFFSEARCH_CUDA_KERNELS=ON) or there is no GPU; the
-// switch itself is checked everywhere.
+// build lacks them (no nvcc beside CUDA libtorch, or DIFFSEARCH_CUDA_KERNELS
+// =OFF) or there is no GPU; the switch itself is checked everywhere.
 #include <cstdlib>
 #include <string>
 
