@@ -35,8 +35,8 @@ Linear Linear::load(Weights& w, const std::string& prefix, int64_t in, int64_t o
   return l;
 }
 
-at::Tensor Conv2d::operator()(const at::Tensor& x) const {
-  at::Tensor y = at::conv2d(x, weight, bias, {stride, stride}, {padding, padding});
+at::Tensor Conv2d::operator()(const at::Tensor& x, bool with_bias) const {
+  at::Tensor y = at::conv2d(x, weight, with_bias ? bias : at::Tensor(), {stride, stride}, {padding, padding});
   macs::add(y.numel() * weight.size(1) * weight.size(2) * weight.size(3));
   return y;
 }
@@ -163,7 +163,7 @@ at::Tensor GroupNorm::apply(const at::Tensor& x, const at::Tensor& channel_add, 
   if (channel_add.defined()) {
     std::vector<int64_t> shape = {x.size(0), x.size(1)};
     shape.resize(static_cast<std::size_t>(x.dim()), 1);
-    in = x + channel_add.view(shape);
+    in = x + channel_add.reshape(shape);
   }
   at::Tensor y = in.is_cuda() && in.dim() >= 3
                      ? group_norm_reduced(in, groups, weight_acc.defined() ? weight_acc : weight,

@@ -32,7 +32,9 @@ struct Conv2d {
   at::Tensor bias;    // [out] or undefined
   int64_t stride = 1;
   int64_t padding = 0;
-  at::Tensor operator()(const at::Tensor& x) const;
+  // with_bias false: the caller adds the bias itself (folded into a later
+  // per-channel add; on CUDA, cuDNN adds it in a pass of its own).
+  at::Tensor operator()(const at::Tensor& x, bool with_bias = true) const;
   static Conv2d load(Weights& w, const std::string& prefix, int64_t in, int64_t out,
                      int64_t kernel, int64_t stride = 1, int64_t padding = 0, bool bias = true);
 };
@@ -46,8 +48,8 @@ struct GroupNorm {
   // the layout allows, else group_norm_reduced; elsewhere at::group_norm.
   at::Tensor operator()(const at::Tensor& x) const;
   // silu(norm(x + channel_add[:, :, None, None])), channel_add [B, C] or
-  // undefined: a resnet's time-embedding add, its norm and its activation,
-  // in one pass on CUDA where the kernel takes them.
+  // undefined: a resnet's time embedding and conv bias, its norm and its
+  // activation, in one pass on CUDA where the kernel takes them.
   at::Tensor silu(const at::Tensor& x, const at::Tensor& channel_add = {}) const;
   static GroupNorm load(Weights& w, const std::string& prefix, int64_t groups, int64_t channels,
                         double eps);

@@ -26,11 +26,16 @@ ResnetBlock2D ResnetBlock2D::load(Weights& w, const std::string& prefix, int64_t
 
 at::Tensor ResnetBlock2D::operator()(const at::Tensor& x, const at::Tensor& temb_act) const {
   ProfileScope scope("resnet");
-  at::Tensor h = conv1(norm1.silu(x));
-  // The time embedding is added per channel; norm2 folds the add in.
-  at::Tensor temb;
-  if (time_emb_proj.weight.defined() && temb_act.defined()) temb = time_emb_proj(temb_act);
-  h = conv2(norm2.silu(h, temb));
+  // conv1's bias and the time embedding are both per-channel adds before
+  // norm2, which folds them in: on CUDA cuDNN would add the bias in a strided
+  // pass of its own over the NHWC output, and the time embedding in another.
+  at::Tensor h = conv1(norm1.silu(x), /*with_bias=*/false);
+  at::Tensor add;
+  if (time_emb_proj.weight.defined() && temb_act.defined()) add = time_emb_proj(temb_act);
+  if (conv1.bias.defined()) {
+    add = add.defined() ? add + conv1.bias : conv1.bias.unsqueeze(0).expand({h.size(0), -1});
+  }
+  h = conv2(norm2.silu(h, add));
   at::Tensor out = (conv_shortcut.weight.defined() ? conv_shortcut(x) : x) + h;
   if (output_scale_factor != 1.0) out = out / output_scale_factor;
   return out;

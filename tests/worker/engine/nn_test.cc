@@ -63,7 +63,9 @@ TEST(GroupNormCuda, MatchesAtGroupNormInEveryLayoutAndDtype) {
         const double bound = dtype == at::kDouble ? 1e-12 : dtype == at::kFloat ? 1e-5 : 2e-3;
         EXPECT_LT(err, bound) << c10::toString(dtype) << " " << c.shape[1] << " channels, "
                               << c.groups << " groups, offset " << c.offset;
-        if (dtype == at::kDouble) EXPECT_LT(rel_err(y, want), 1e-12);
+        if (dtype == at::kDouble) {
+          EXPECT_LT(rel_err(y, want), 1e-12);
+        }
       }
     }
   }
