@@ -111,8 +111,7 @@ template <typename T> __device__ __forceinline__ double to_double(T v) { return 
 // y = x * scale + shift = (x + add - mean) * rstd * weight + bias.
 template <typename T, typename A>
 __global__ void group_scale_shift_kernel(const T* __restrict__ x, const A* __restrict__ partial,
-                                         int64_t chunks, int64_t pixels,
-                                         int channels, int groups, double eps,
+                                         int64_t chunks, int64_t pixels, int channels, int groups, double eps,
                                          const A* __restrict__ weight, const A* __restrict__ bias,
                                          const T* __restrict__ channel_add, A* __restrict__ scale,
                                          A* __restrict__ shift) {
@@ -209,16 +208,18 @@ const char* launch(const Params& p, cudaStream_t stream) {
   A* scale = partial + p.batch * l.chunks * 2 * p.channels;
   A* shift = scale + p.batch * p.channels;
   const int channels = static_cast<int>(p.channels), groups = static_cast<int>(p.groups);
-  channel_moments_kernel<T, A, VEC>
-      <<<dim3(static_cast<unsigned>(l.chunks), static_cast<unsigned>(p.batch)), l.threads, l.shared_bytes, stream>>>(
-          static_cast<const T*>(p.x), p.pixels, channels, l.rows_per_chunk, partial);
-  group_scale_shift_kernel<T, A><<<dim3(static_cast<unsigned>(groups), static_cast<unsigned>(p.batch)), kThreads, 0, stream>>>(
-      static_cast<const T*>(p.x), partial, l.chunks, p.pixels, channels, groups, p.eps, static_cast<const A*>(p.weight),
+  const T* x = static_cast<const T*>(p.x);
+  const dim3 moment_grid(static_cast<unsigned>(l.chunks), static_cast<unsigned>(p.batch));
+  channel_moments_kernel<T, A, VEC><<<moment_grid, l.threads, l.shared_bytes, stream>>>(
+      x, p.pixels, channels, l.rows_per_chunk, partial);
+  const dim3 group_grid(static_cast<unsigned>(groups), static_cast<unsigned>(p.batch));
+  group_scale_shift_kernel<T, A><<<group_grid, kThreads, 0, stream>>>(
+      x, partial, l.chunks, p.pixels, channels, groups, p.eps, static_cast<const A*>(p.weight),
       static_cast<const A*>(p.bias), static_cast<const T*>(p.channel_add), scale, shift);
   const int64_t vectors = p.batch * p.pixels * (p.channels / VEC);
   auto* apply = p.silu ? scale_shift_kernel<T, A, VEC, true> : scale_shift_kernel<T, A, VEC, false>;
-  apply<<<grid_for(vectors, kThreads), kThreads, 0, stream>>>(static_cast<const T*>(p.x), scale, shift,
-                                                              p.pixels, channels, vectors, static_cast<T*>(p.out));
+  apply<<<grid_for(vectors, kThreads), kThreads, 0, stream>>>(x, scale, shift, p.pixels, channels, vectors,
+                                                              static_cast<T*>(p.out));
   return last_error();
 }
 

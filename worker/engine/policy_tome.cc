@@ -13,7 +13,6 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/version.h>
 
-
 #include "io/error.h"
 #include "worker/engine/cuda_kernels.h"
 #include "worker/engine/device.h"
@@ -31,7 +30,6 @@ at::Tensor to_device_async(const at::Tensor& cpu, const at::Device& device) {
   if (device.is_cpu()) return cpu;
   return cpu.pin_memory().to(device, /*non_blocking=*/true);
 }
-
 
 }  // namespace
 
@@ -122,8 +120,9 @@ TokenMerge TokenMerge::match_fused(const at::Tensor& scores_in, const at::Tensor
   void* stream = kernels::current_stream(scores);
   const at::Tensor keys = at::empty({batch, n}, scores.options().dtype(f64 ? at::kDouble : at::kFloat));
   const at::Tensor node_idx = at::empty({batch, n}, longs);
-  kernels::check(tome_kernels::row_max(scores.data_ptr(), kernels::dtype_of(scores), batch * n, num_dst,
-                                     keys.data_ptr(), node_idx.data_ptr<int64_t>(), stream), "tome_kernels::row_max");
+  kernels::check(tome_kernels::row_max(scores.data_ptr(), kernels::dtype_of(scores), batch * n,
+                                       num_dst, keys.data_ptr(), node_idx.data_ptr<int64_t>(), stream),
+                 "tome_kernels::row_max");
   TokenMerge m;
   m.fused_ = true;
   m.tokens_ = n;
@@ -137,11 +136,13 @@ TokenMerge TokenMerge::match_fused(const at::Tensor& scores_in, const at::Tensor
   m.counts_ = at::empty({batch, num_dst, 1},
                         scores.options().dtype(at::promote_types(metric_dtype, at::kFloat)));
   kernels::check(tome_kernels::order_tokens(keys.data_ptr(), f64, node_idx.data_ptr<int64_t>(),
-                                          dst_pos.data_ptr<int64_t>(), batch, n, num_dst, r,
-                                          m.order_.data_ptr<int64_t>(), m.src_to_dst_.data_ptr<int64_t>(),
-                                          m.map_.data_ptr<int64_t>(), m.counts_.data_ptr(),
-                                          kernels::dtype_of(m.counts_), m.assign_.data_ptr(),
-                                          kernels::dtype_of(m.assign_), stream), "tome_kernels::order_tokens");
+                                            dst_pos.data_ptr<int64_t>(), batch, n, num_dst, r,
+                                            m.order_.data_ptr<int64_t>(),
+                                            m.src_to_dst_.data_ptr<int64_t>(),
+                                            m.map_.data_ptr<int64_t>(), m.counts_.data_ptr(),
+                                            kernels::dtype_of(m.counts_), m.assign_.data_ptr(),
+                                            kernels::dtype_of(m.assign_), stream),
+                 "tome_kernels::order_tokens");
   return m;
 #else
   DIFFSEARCH_ASSERT(false && "built without DIFFSEARCH_CUDA_KERNELS");
@@ -156,13 +157,16 @@ at::Tensor TokenMerge::merge_fused(const at::Tensor& x_in) const {
   void* stream = kernels::current_stream(x);
   at::Tensor kept = at::empty({batch, kept_, channels}, x.options());
   at::Tensor src = at::empty({batch, r_, channels}, x.options());
-  kernels::check(tome_kernels::gather_rows(x.data_ptr(), kernels::dtype_of(x), order_.data_ptr<int64_t>(), batch,
-                                         tokens_, channels, r_, src.data_ptr(), kept.data_ptr(), stream), "tome_kernels::gather_rows");
+  kernels::check(tome_kernels::gather_rows(x.data_ptr(), kernels::dtype_of(x), order_.data_ptr<int64_t>(),
+                                           batch, tokens_, channels, r_, src.data_ptr(), kept.data_ptr(),
+                                           stream),
+                 "tome_kernels::gather_rows");
   const at::Tensor assign = assign_.scalar_type() == x.scalar_type() ? assign_ : assign_.to(x.scalar_type());
   const at::Tensor sums = at::matmul(assign, src).contiguous();  // [B, Nd, C]
   kernels::check(tome_kernels::finish_destinations(kept.data_ptr(), sums.data_ptr(), kernels::dtype_of(kept),
-                                                 counts_.data_ptr(), kernels::dtype_of(counts_), batch, kept_,
-                                                 num_dst_, channels, stream), "tome_kernels::finish_destinations");
+                                                   counts_.data_ptr(), kernels::dtype_of(counts_), batch,
+                                                   kept_, num_dst_, channels, stream),
+                 "tome_kernels::finish_destinations");
   return kept;
 #else
   DIFFSEARCH_ASSERT(false && "built without DIFFSEARCH_CUDA_KERNELS");

@@ -297,7 +297,8 @@ const char* row_max(const void* scores, Dtype dtype, int64_t rows, int64_t cols,
 bool order_fits(int64_t n, int64_t num_dst, bool float64_keys) {
   const int items = sort_items(n);
   if (n <= 0 || items == 0 || num_dst * sizeof(int) > 48 * 1024) return false;
-  const size_t bytes = float64_keys ? sort_shared_bytes<double>(items, n) : sort_shared_bytes<float>(items, n);
+  const size_t bytes =
+      float64_keys ? sort_shared_bytes<double>(items, n) : sort_shared_bytes<float>(items, n);
   return bytes <= static_cast<size_t>(max_shared_optin());
 }
 
