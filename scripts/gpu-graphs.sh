@@ -27,6 +27,7 @@ cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$prefix" 
 cmake --build "$build" -j "$(nproc)" --target diffsearch bench_engine test_worker_engine_sample_runner \
   test_worker_engine_graph_ops_cuda test_worker_engine_nn test_worker_engine_unet test_worker_engine_vae \
   test_worker_engine_device test_worker_engine_tome_kernels test_worker_engine_group_norm_kernels \
+  test_worker_engine_cuda_kernels \
   > "$out/build.log" 2>&1 || { grep -E "error" "$out/build.log" | head -30; exit 1; }
 echo "build ok in $(( $(date +%s) - t0 )) s"
 # Each test in its own process (a device-side assertion ends a process).

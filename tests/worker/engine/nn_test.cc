@@ -1,7 +1,8 @@
 // The layers of nn.cc that differ by device: GroupNorm on CUDA (two float
 // reductions and a multiply-add, any memory layout) against at::group_norm
-// in float64, the same formula on the CPU, and convolution weights kept
-// NHWC on CUDA only.
+// in float64, the same formula on the CPU, GroupNorm's per-channel add and
+// SiLU, a convolution without its bias, and convolution weights kept NHWC
+// on CUDA only.
 #include "worker/engine/nn.h"
 
 #include <gtest/gtest.h>
@@ -92,6 +93,42 @@ TEST(GroupNormReduced, MatchesAtGroupNormOnTheCpu) {
   const at::Tensor y = group_norm_reduced(x, 2, at::Tensor(), at::Tensor(), 0.0).view({1, 2, -1});
   EXPECT_LT(y.mean(-1).abs().max().item<double>(), 1e-12);
   EXPECT_NEAR(y.var(-1, /*unbiased=*/false).max().item<double>(), 1.0, 1e-12);
+}
+
+// What a resnet asks of its second norm on every device: the time embedding
+// and conv1's bias added per channel first, SiLU after.
+TEST(GroupNormSilu, AddsPerChannelFirstAndActivatesAfter) {
+  const GroupNorm g = make_group_norm(4, 16, 1e-5);
+  const auto f64 = at::TensorOptions().dtype(at::kDouble);
+  const at::Tensor x = at::randn({2, 16, 5, 6}, f64);
+  const at::Tensor add = at::randn({2, 16}, f64) * 3;
+  const at::Tensor want = at::silu(at::group_norm(x + add.view({2, 16, 1, 1}), 4, g.weight, g.bias, g.eps));
+  EXPECT_LT(rel_err(g.silu(x, add), want), 1e-14);
+  // An expanded [C] bias (stride 0 over the batch) is a [B, C] add too.
+  const at::Tensor bias = at::randn({16}, f64);
+  EXPECT_LT(rel_err(g.silu(x, bias.unsqueeze(0).expand({2, -1})),
+                    at::silu(at::group_norm(x + bias.view({1, 16, 1, 1}), 4, g.weight, g.bias, g.eps))),
+            1e-14);
+  EXPECT_LT(rel_err(g.silu(x), at::silu(g(x))), 1e-15);
+  // The add moves the per-group means, so a norm that dropped it would differ.
+  EXPECT_GT(rel_err(g.silu(x), want), 1e-2);
+}
+
+TEST(Conv2dWithoutBias, IsTheConvolutionLessItsBias) {
+  Conv2d c;
+  const auto f64 = at::TensorOptions().dtype(at::kDouble);
+  c.weight = at::randn({6, 3, 3, 3}, f64);
+  c.bias = at::randn({6}, f64);
+  c.padding = 1;
+  const at::Tensor x = at::randn({2, 3, 7, 7}, f64);
+  macs::reset();
+  const at::Tensor with = c(x);
+  const int64_t macs_with = macs::total();
+  macs::reset();
+  const at::Tensor without = c(x, /*with_bias=*/false);
+  EXPECT_EQ(macs::total(), macs_with) << "the same multiply-accumulates either way";
+  EXPECT_LT(rel_err(without + c.bias.view({1, 6, 1, 1}), with), 1e-14);
+  EXPECT_GT(rel_err(without, with), 1e-2);
 }
 
 TEST(Conv2dWeights, AreNhwcOnCudaAndNchwOnTheCpu) {

@@ -2,14 +2,13 @@
 // matching they replace: the same merge and unmerge for every dtype, grid
 // and ratio, including grids that are not a power of two. Skipped where the
 // build lacks them (no nvcc beside CUDA libtorch, or DIFFSEARCH_CUDA_KERNELS
-// =OFF) or there is no GPU; the switch itself is checked everywhere.
+// =OFF) or there is no GPU; the switch is checked in cuda_kernels_test.cc.
 #include <cstdlib>
 #include <string>
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include "io/error.h"
 #include "tests/worker/engine/scoped_env.h"
 #include "worker/engine/cuda_kernels.h"
 #include "worker/engine/device.h"
@@ -23,19 +22,6 @@ using testing::ScopedEnv;
 double rel_err(const at::Tensor& a, const at::Tensor& b) {
   const at::Tensor x = a.to(at::kCPU, at::kDouble), y = b.to(at::kCPU, at::kDouble);
   return ((x - y).norm() / y.norm()).item<double>();
-}
-
-TEST(ToMeKernels, SwitchIsCheckedAndOffWithoutThemOrOnTheCpu) {
-  EXPECT_FALSE(tome_kernels_enabled(c10::Device(c10::kCPU)));
-  {
-    ScopedEnv env("DIFFSEARCH_TOME_KERNELS", "fused");
-    EXPECT_THROW(tome_kernels_enabled(c10::Device(c10::kCPU)), InputError);
-  }
-  if (cuda_available()) {
-    EXPECT_EQ(tome_kernels_enabled(c10::Device(c10::kCUDA, 0)), cuda_kernels_built());
-    ScopedEnv env("DIFFSEARCH_TOME_KERNELS", "0");
-    EXPECT_FALSE(tome_kernels_enabled(c10::Device(c10::kCUDA, 0)));
-  }
 }
 
 struct Case {
