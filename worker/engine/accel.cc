@@ -393,6 +393,12 @@ class ComposedHooks final : public UNetHooks {
   void attention_computed(const AttentionLocation& where, const at::Tensor& out) override {
     for (UNetHooks* h : parts) h->attention_computed(where, out);
   }
+  ResnetInputShare* resnet_input_share(const UNetLocation& where) override {
+    for (UNetHooks* h : parts) {
+      if (ResnetInputShare* share = h->resnet_input_share(where)) return share;
+    }
+    return nullptr;
+  }
 };
 
 class ComposedAcceleration final : public Acceleration {

@@ -331,29 +331,36 @@ at::Tensor Pipeline::denoise(const PromptEmbeddings& e, at::Tensor latents, Samp
   const StepBranch default_branch =
       guidance_scale > 1.0 ? StepBranch::guided : StepBranch::positive_only;
   const auto long_options = at::TensorOptions().dtype(at::kLong).device(m.options.device);
-  for (int64_t k = 0; k < static_cast<int64_t>(timesteps.size()); ++k) {
+  // The timesteps on the device, filled one by one (a host copy could not be
+  // captured in a CUDA graph), and every step's time embedding in one product.
+  const int64_t num_steps = static_cast<int64_t>(timesteps.size());
+  at::Tensor device_timesteps = at::empty({num_steps}, long_options);
+  for (int64_t k = 0; k < num_steps; ++k) device_timesteps.select(0, k).fill_(timesteps[k]);
+  const at::Tensor time_table = m.unet->time_embeddings(device_timesteps);
+  for (int64_t k = 0; k < num_steps; ++k) {
     StepInfo info{k, static_cast<int64_t>(timesteps.size()), timesteps[k]};
     StepPlan plan;
     plan.branch = default_branch;
     for (StepPolicy* p : policies) p->plan_step(info, plan);
+    const at::Tensor t = device_timesteps.select(0, k);
     at::Tensor noise;
     if (plan.branch == StepBranch::guided) {
       at::Tensor input = at::cat({latents, latents}, 0);
       at::Tensor out;
       {
         ProfileScope scope("unet");
-        out = m.unet->forward(input, at::full({2 * batch}, timesteps[k], long_options), guided,
-                              unet_hooks);
+        UNetConditioning c = guided;
+        c.time_embedding = time_table.select(0, k);
+        out = m.unet->forward(input, t, c, unet_hooks);
       }
       ProfileScope scope("cfg");
       at::Tensor uncond = out.slice(0, 0, batch), cond = out.slice(0, batch);
       noise = uncond + (cond - uncond) * guidance_scale;
     } else {
       ProfileScope scope("unet");
-      const UNetConditioning& c =
-          plan.branch == StepBranch::negative_only ? negative_only : positive_only;
-      noise = m.unet->forward(latents, at::full({batch}, timesteps[k], long_options), c,
-                              unet_hooks);
+      UNetConditioning c = plan.branch == StepBranch::negative_only ? negative_only : positive_only;
+      c.time_embedding = time_table.select(0, k);
+      noise = m.unet->forward(latents, t, c, unet_hooks);
     }
     {
       ProfileScope scope("sampler");

@@ -114,6 +114,33 @@ DeepCacheAddress deepcache_address(const UNet2DCondition& unet, const UNetLocati
 DeepCachePolicy::DeepCachePolicy(const DeepCacheParams& params, const UNet2DCondition& unet)
     : params_(params), unet_(unet) {
   DIFFSEARCH_ASSERT(params_.cache_interval >= 1);
+  // Partial steps reuse a prefix of the up path in execution order; the first
+  // resnet after it gets the last reused output as h. Every step is full at
+  // interval 1, where keeping h's share would only cost.
+  if (params_.cache_interval > 1) find_input_resnet();
+}
+
+void DeepCachePolicy::find_input_resnet() {
+  for (int j = 0; j < unet_.num_up_blocks(); ++j) {
+    for (int k = 0; k < unet_.num_resnets(UNetPart::up, j); ++k) {
+      const UNetLocation where{UNetPart::up, j, UNetModule::resnet, k};
+      if (reused_on_partial_steps(where)) continue;
+      // Within a block h comes from the layer before (reused, as this is
+      // the first resnet computed); a block's first resnet gets the previous
+      // block's output, or the mid block's.
+      const UNetLocation before = j == 0 ? UNetLocation{UNetPart::mid, 0, UNetModule::block, 0}
+                                         : UNetLocation{UNetPart::up, j - 1, UNetModule::block, 0};
+      if ((k > 0 || reused_on_partial_steps(before)) && unet_.prepare_input_share(where)) {
+        shares_input_ = true;
+        input_resnet_ = where;
+        input_source_ = k == 0 ? before
+                        : unet_.num_attentions(UNetPart::up, j) > 0
+                            ? UNetLocation{UNetPart::up, j, UNetModule::attention, k - 1}
+                            : UNetLocation{UNetPart::up, j, UNetModule::resnet, k - 1};
+      }
+      return;
+    }
+  }
 }
 
 bool DeepCachePolicy::reused_on_partial_steps(const UNetLocation& where) const {
@@ -164,6 +191,7 @@ void DeepCachePolicy::begin_run(const std::vector<int64_t>& timesteps) {
   planned_ = false;
   full_ = true;
   cache_.clear();
+  input_share_.clear();
   cached_batch_ = cached_height_ = cached_width_ = -1;
 }
 
@@ -177,6 +205,7 @@ void DeepCachePolicy::plan_step(const StepInfo& step, StepPlan& plan) {
 void DeepCachePolicy::end_step(const StepInfo& step, const at::Tensor& latents) {
   if (step.step_index + 1 == step.num_steps) {
     cache_.clear();
+    input_share_.clear();
     cached_batch_ = cached_height_ = cached_width_ = -1;
   }
 }
@@ -188,6 +217,7 @@ void DeepCachePolicy::begin_forward(const UNetForwardInfo& info) {
   planned_ = false;
   if (start_ < 0) start_ = step_;
   full_ = is_full_step(step_);
+  input_source_reused_ = false;
   // Outputs kept for another batch or size cannot stand in: compute, keep
   // afresh, and count the phase from here (as the helper does after a reset).
   if (!full_ && (cache_.empty() || info.batch != cached_batch_ || info.height != cached_height_ ||
@@ -197,6 +227,7 @@ void DeepCachePolicy::begin_forward(const UNetForwardInfo& info) {
   }
   if (full_) {
     cache_.clear();
+    input_share_.clear();
     cached_batch_ = info.batch;
     cached_height_ = info.height;
     cached_width_ = info.width;
@@ -208,6 +239,7 @@ bool DeepCachePolicy::reuse_layer(const UNetLocation& where, LayerOutput& out) {
   const auto it = cache_.find(key(where));
   if (it == cache_.end()) return false;
   out = it->second;
+  if (shares_input_ && key(where) == key(input_source_)) input_source_reused_ = true;
   return true;
 }
 
@@ -215,4 +247,17 @@ void DeepCachePolicy::layer_computed(const UNetLocation& where, const LayerOutpu
   if (full_ && kept(where)) cache_[key(where)] = out;
 }
 
+ResnetInputShare* DeepCachePolicy::resnet_input_share(const UNetLocation& where) {
+  if (!shares_input_ || key(where) != key(input_resnet_)) return nullptr;
+  // A full step fills the share from the h it computes, and a partial step
+  // hands the resnet that same h, kept, so it may use the share. A partial
+  // step that computed h afresh (no kept output to reuse) runs it whole.
+  if (!full_ && !input_source_reused_) {
+    input_share_.clear();
+    return nullptr;
+  }
+  return &input_share_;
+}
+
 }  // namespace diffsearch::engine
+

@@ -67,12 +67,17 @@ class DeepCachePolicy final : public UNetHooks, public StepPolicy {
   void begin_forward(const UNetForwardInfo& info) override;
   bool reuse_layer(const UNetLocation& where, LayerOutput& out) override;
   void layer_computed(const UNetLocation& where, const LayerOutput& out) override;
+  // The first up-block resnet that partial steps recompute gets the reused
+  // h of cat(h, skip): its share of that resnet's work is kept from the full step.
+  ResnetInputShare* resnet_input_share(const UNetLocation& where) override;
 
  private:
   using Key = std::tuple<int, int, int, int>;
   static Key key(const UNetLocation& where);
   // Reused, and not inside a block that is reused whole: only these are kept.
   bool kept(const UNetLocation& where) const;
+  // Sets input_resnet_ (and shares_input_ where the UNet can split it).
+  void find_input_resnet();
 
   DeepCacheParams params_;
   const UNet2DCondition& unet_;
@@ -86,6 +91,11 @@ class DeepCachePolicy final : public UNetHooks, public StepPolicy {
   int64_t cached_batch_ = -1;
   int64_t cached_height_ = -1, cached_width_ = -1;
   std::map<Key, LayerOutput> cache_;
+  bool shares_input_ = false;      // prepare_input_share made input_resnet_ splittable
+  UNetLocation input_resnet_;      // the first up-block resnet partial steps compute
+  UNetLocation input_source_;      // the module whose output is its h
+  bool input_source_reused_ = false;  // this forward reused input_source_'s kept output
+  ResnetInputShare input_share_;   // its h's share, from the last full step
 };
 
 }  // namespace diffsearch::engine

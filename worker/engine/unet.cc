@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <mutex>
 
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
@@ -85,6 +86,7 @@ struct UNet2DCondition::Impl {
   std::vector<UpBlock> up;
   GroupNorm conv_norm_out;
   Conv2d conv_out;
+  std::mutex split_mutex;  // prepare_input_share
 
   // Per-forward state shared by every block.
   struct Step {
@@ -92,6 +94,13 @@ struct UNet2DCondition::Impl {
     at::Tensor context;   // encoder hidden states
     UNetHooks* hooks;
   };
+
+  at::Tensor time_mlp(const at::Tensor& timesteps) const {
+    const int64_t c0 = config.block_out_channels[0];
+    at::Tensor t_emb = timestep_embedding(timesteps, c0, config.flip_sin_to_cos, config.freq_shift)
+                           .to(options.dtype);
+    return time_linear_2(at::silu(time_linear_1(t_emb)));
+  }
 
   LayerOutput run_down(int i, const at::Tensor& x, const Step& s) const;
   at::Tensor run_mid(const at::Tensor& x, const Step& s) const;
@@ -273,8 +282,15 @@ at::Tensor UNet2DCondition::Impl::run_up(int j, const at::Tensor& x, std::vector
       // (so a reused resnet skips it too).
       const at::Tensor skip = skips.back();
       skips.pop_back();
-      h = hooked(hooks, {UNetPart::up, j, UNetModule::resnet, layer},
-                 [&] { return b.resnets[k](at::cat({h, skip}, 1), s.temb_act); });
+      const UNetLocation res_where{UNetPart::up, j, UNetModule::resnet, layer};
+      h = hooked(hooks, res_where, [&] {
+        ResnetInputShare* share = hooks ? hooks->resnet_input_share(res_where) : nullptr;
+        if (share != nullptr && b.resnets[k].input_split != nullptr &&
+            b.resnets[k].input_split->h_channels == h.size(1)) {
+          return b.resnets[k].forward_split(h, skip, s.temb_act, *share);
+        }
+        return b.resnets[k](at::cat({h, skip}, 1), s.temb_act);
+      });
       if (!b.attentions.empty()) {
         const UNetLocation at_where{UNetPart::up, j, UNetModule::attention, layer};
         h = hooked(hooks, at_where, [&] { return b.attentions[k].forward(h, s.context, hooks, at_where); });
@@ -336,9 +352,22 @@ at::Tensor UNet2DCondition::forward(const at::Tensor& sample_in, const at::Tenso
 
   // 1. time embedding (+ SDXL's pooled text and size/crop conditioning)
   auto embed_scope = std::make_unique<ProfileScope>("embed");
-  const int64_t c0 = c.block_out_channels[0];
-  at::Tensor t_emb = timestep_embedding(timesteps, c0, c.flip_sin_to_cos, c.freq_shift).to(dtype);
-  at::Tensor emb = m.time_linear_2(at::silu(m.time_linear_1(t_emb)));
+  at::Tensor emb;
+  if (cond.time_embedding.defined()) {
+    const at::Tensor& given = cond.time_embedding;
+    const bool fits = (given.dim() == 1 && given.size(0) == c.time_embed_dim) ||
+                      (given.dim() == 2 && (given.size(0) == 1 || given.size(0) == batch) &&
+                       given.size(1) == c.time_embed_dim);
+    if (!fits) {
+      throw InputError("UNet input: expected a time embedding [" + std::to_string(c.time_embed_dim) +
+                       "] or [" + std::to_string(batch) + ", " + std::to_string(c.time_embed_dim) +
+                       "] (a row of time_embeddings()) for " + c.source + ", found " +
+                       shape_string(given.sizes().vec()));
+    }
+    emb = given.to(device, dtype).reshape({-1, c.time_embed_dim}).expand({batch, -1});
+  } else {
+    emb = m.time_mlp(timesteps);
+  }
   if (c.text_time()) {
     const int64_t text_dim = c.projection_class_embeddings_input_dim - 6 * c.addition_time_embed_dim;
     if (!cond.text_embeds.defined() || !cond.time_ids.defined() ||
@@ -400,6 +429,16 @@ at::Tensor UNet2DCondition::forward(const at::Tensor& sample_in, const at::Tenso
   return nhwc ? out.contiguous() : out;
 }
 
+at::Tensor UNet2DCondition::time_embeddings(const at::Tensor& timesteps) const {
+  if (!timesteps.defined() || timesteps.dim() != 1) {
+    throw InputError("UNet time embeddings: expected timesteps [steps], found " +
+                     (timesteps.defined() ? shape_string(timesteps.sizes().vec()) : "nothing"));
+  }
+  torch::NoGradGuard no_grad;
+  ProfileScope scope("embed");
+  return impl_->time_mlp(timesteps.to(impl_->options.device));
+}
+
 const UNetConfig& UNet2DCondition::config() const { return impl_->config; }
 const RunOptions& UNet2DCondition::options() const { return impl_->options; }
 int UNet2DCondition::num_down_blocks() const { return impl_->config.num_down_blocks(); }
@@ -431,6 +470,25 @@ int UNet2DCondition::num_transformer_blocks(UNetPart part, int block, int layer)
     case UNetPart::up: list = &impl_->up.at(block).attentions; break;
   }
   return static_cast<int>(list->at(layer).blocks.size());
+}
+
+bool UNet2DCondition::prepare_input_share(const UNetLocation& where) const {
+  if (where.part != UNetPart::up || where.module != UNetModule::resnet || where.block < 0 ||
+      where.block >= num_up_blocks()) {
+    return false;
+  }
+  UpBlock& b = impl_->up[where.block];
+  if (where.layer < 0 || where.layer >= static_cast<int>(b.resnets.size())) return false;
+  std::lock_guard<std::mutex> lock(impl_->split_mutex);
+  ResnetBlock2D& r = b.resnets[where.layer];
+  if (r.input_split != nullptr) return true;
+  // h is the previous layer's output (or the block input): the block's
+  // channels, or the previous up block's for its first resnet.
+  const int64_t h_channels =
+      where.layer == 0 ? impl_->config.up_out_channels(std::max(where.block - 1, 0))
+                       : impl_->config.up_out_channels(where.block);
+  torch::NoGradGuard no_grad;
+  return r.split_input(h_channels);
 }
 
 bool UNet2DCondition::has_downsampler(int down_block) const {

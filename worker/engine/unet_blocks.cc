@@ -6,6 +6,7 @@
 
 #include <torch/torch.h>
 
+#include "io/error.h"
 #include "worker/engine/profile_scope.h"
 
 namespace diffsearch::engine {
@@ -24,19 +25,109 @@ ResnetBlock2D ResnetBlock2D::load(Weights& w, const std::string& prefix, int64_t
   return r;
 }
 
+at::Tensor ResnetBlock2D::norm2_add(const at::Tensor& temb_act, int64_t batch) const {
+  at::Tensor add;
+  if (time_emb_proj.weight.defined() && temb_act.defined()) add = time_emb_proj(temb_act);
+  if (conv1.bias.defined()) {
+    add = add.defined() ? add + conv1.bias : conv1.bias.unsqueeze(0).expand({batch, -1});
+  }
+  return add;
+}
+
 at::Tensor ResnetBlock2D::operator()(const at::Tensor& x, const at::Tensor& temb_act) const {
   ProfileScope scope("resnet");
   // conv1's bias and the time embedding are both per-channel adds before
   // norm2, which folds them in: on CUDA cuDNN would add the bias in a strided
   // pass of its own over the NHWC output, and the time embedding in another.
   at::Tensor h = conv1(norm1.silu(x), /*with_bias=*/false);
-  at::Tensor add;
-  if (time_emb_proj.weight.defined() && temb_act.defined()) add = time_emb_proj(temb_act);
-  if (conv1.bias.defined()) {
-    add = add.defined() ? add + conv1.bias : conv1.bias.unsqueeze(0).expand({h.size(0), -1});
-  }
-  h = conv2(norm2.silu(h, add));
+  h = conv2(norm2.silu(h, norm2_add(temb_act, h.size(0))));
   at::Tensor out = (conv_shortcut.weight.defined() ? conv_shortcut(x) : x) + h;
+  if (output_scale_factor != 1.0) out = out / output_scale_factor;
+  return out;
+}
+
+namespace {
+
+GroupNorm group_norm_part(const GroupNorm& whole, int64_t begin, int64_t end) {
+  const int64_t per_group = whole.weight.size(0) / whole.groups;
+  GroupNorm part = whole;
+  part.groups = (end - begin) / per_group;
+  part.weight = whole.weight.slice(0, begin, end).contiguous();
+  part.bias = whole.bias.slice(0, begin, end).contiguous();
+  if (whole.weight_acc.defined()) {
+    part.weight_acc = whole.weight_acc.slice(0, begin, end).contiguous();
+    part.bias_acc = whole.bias_acc.slice(0, begin, end).contiguous();
+  }
+  return part;
+}
+
+// Input channels [begin, end) of a convolution, laid out as its weight is.
+Conv2d conv_input_part(const Conv2d& whole, int64_t begin, int64_t end, const at::Tensor& bias) {
+  Conv2d part = whole;
+  part.weight = whole.weight.slice(1, begin, end).contiguous(whole.weight.suggest_memory_format());
+  part.bias = bias;
+  return part;
+}
+
+// conv(x) + addend for a 1x1 convolution: on NHWC activations one matrix
+// product that takes the addend as its C operand, else a convolution and an add.
+at::Tensor pointwise_conv_add(const Conv2d& conv, const at::Tensor& x, const at::Tensor& addend) {
+  const auto nhwc = at::MemoryFormat::ChannelsLast;
+  const int64_t out_channels = conv.weight.size(0), in_channels = conv.weight.size(1);
+  if (x.dim() == 4 && conv.stride == 1 && conv.padding == 0 && conv.weight.size(2) == 1 &&
+      conv.weight.size(3) == 1 && x.is_contiguous(nhwc) && addend.is_contiguous(nhwc) &&
+      addend.size(1) == out_channels) {
+    const int64_t rows = x.size(0) * x.size(2) * x.size(3);
+    macs::add(rows * out_channels * in_channels);
+    at::Tensor product = at::addmm(addend.permute({0, 2, 3, 1}).reshape({rows, out_channels}),
+                                   x.permute({0, 2, 3, 1}).reshape({rows, in_channels}),
+                                   conv.weight.reshape({out_channels, in_channels}).t());
+    return product.view({x.size(0), x.size(2), x.size(3), out_channels}).permute({0, 3, 1, 2});
+  }
+  return conv(x, /*with_bias=*/false) + addend;
+}
+
+}  // namespace
+
+bool ResnetBlock2D::split_input(int64_t h_channels) {
+  const int64_t channels = norm1.weight.size(0);
+  const int64_t per_group = channels / norm1.groups;
+  if (h_channels <= 0 || h_channels >= channels || h_channels % per_group != 0 ||
+      !conv_shortcut.weight.defined() || conv_shortcut.weight.size(2) != 1 ||
+      conv_shortcut.weight.size(3) != 1) {
+    return false;
+  }
+  auto split = std::make_shared<ResnetInputSplit>();
+  split->h_channels = h_channels;
+  split->norm1_h = group_norm_part(norm1, 0, h_channels);
+  split->norm1_skip = group_norm_part(norm1, h_channels, channels);
+  split->conv1_h = conv_input_part(conv1, 0, h_channels, {});
+  split->conv1_skip = conv_input_part(conv1, h_channels, channels, {});
+  at::Tensor residual_bias = conv_shortcut.bias;
+  if (conv2.bias.defined()) {
+    residual_bias = residual_bias.defined() ? residual_bias + conv2.bias : conv2.bias;
+  }
+  split->shortcut_h = conv_input_part(conv_shortcut, 0, h_channels, residual_bias);
+  split->shortcut_skip = conv_input_part(conv_shortcut, h_channels, channels, {});
+  input_split = std::move(split);
+  return true;
+}
+
+at::Tensor ResnetBlock2D::forward_split(const at::Tensor& h, const at::Tensor& skip,
+                                        const at::Tensor& temb_act, ResnetInputShare& share) const {
+  ProfileScope scope("resnet");
+  DIFFSEARCH_ASSERT(input_split != nullptr);
+  const ResnetInputSplit& s = *input_split;
+  DIFFSEARCH_ASSERT(h.size(1) == s.h_channels);
+  const bool fits = share.filled() && share.conv1.size(0) == skip.size(0) &&
+                    share.conv1.size(2) == skip.size(2) && share.conv1.size(3) == skip.size(3);
+  if (!fits) {
+    share.conv1 = s.conv1_h(s.norm1_h.silu(h));
+    share.residual = s.shortcut_h(h);
+  }
+  at::Tensor h1 = s.conv1_skip(s.norm1_skip.silu(skip)) + share.conv1;
+  h1 = conv2(norm2.silu(h1, norm2_add(temb_act, h1.size(0))), /*with_bias=*/false);
+  at::Tensor out = pointwise_conv_add(s.shortcut_skip, skip, share.residual) + h1;
   if (output_scale_factor != 1.0) out = out / output_scale_factor;
   return out;
 }

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -14,6 +15,18 @@
 
 namespace diffsearch::engine {
 
+// A resnet's input cat(h, skip) taken apart: norm1 (whose groups do not
+// straddle the two), conv1 and the shortcut each as h's part plus skip's.
+// Exact: a group's statistics involve only its own channels, and a
+// convolution of a concatenation is the sum of its parts' convolutions.
+struct ResnetInputSplit {
+  int64_t h_channels = 0;
+  GroupNorm norm1_h, norm1_skip;
+  Conv2d conv1_h, conv1_skip;  // without conv1's bias (norm2 adds it)
+  Conv2d shortcut_h;           // bias: the shortcut's plus conv2's
+  Conv2d shortcut_skip;        // no bias
+};
+
 // norm1, SiLU, conv1, + time embedding, norm2, SiLU, conv2, + shortcut.
 struct ResnetBlock2D {
   GroupNorm norm1, norm2;
@@ -21,6 +34,9 @@ struct ResnetBlock2D {
   Linear time_emb_proj;  // absent (weight undefined) in the VAE
   Conv2d conv_shortcut;  // 1x1, only when the channel count changes
   double output_scale_factor = 1.0;
+  // Made by split_input for the one resnet a policy shares h's work of (the
+  // parts are copies of weight slices, so not made for every resnet).
+  std::shared_ptr<const ResnetInputSplit> input_split;
 
   // temb_channels 0: no time embedding (VAE).
   static ResnetBlock2D load(Weights& w, const std::string& prefix, int64_t in, int64_t out,
@@ -29,6 +45,21 @@ struct ResnetBlock2D {
   // temb_act: SiLU(time embedding) [B, temb_channels], computed once per
   // forward; undefined when the block has no time embedding.
   at::Tensor operator()(const at::Tensor& x, const at::Tensor& temb_act) const;
+
+  // Makes input_split for inputs cat(h, skip) with h_channels channels of h.
+  // False (and nothing made) where norm1's groups straddle h and skip or the
+  // block has no shortcut convolution.
+  bool split_input(int64_t h_channels);
+  // The same result as (*this)(cat(h, skip), temb_act), with h's share taken
+  // from `share` when it is filled (and of this batch and size), else
+  // computed and kept there. Needs input_split.
+  at::Tensor forward_split(const at::Tensor& h, const at::Tensor& skip, const at::Tensor& temb_act,
+                           ResnetInputShare& share) const;
+
+ private:
+  // norm2's per-channel add [B, C]: the time embedding's projection and
+  // conv1's bias; undefined when there is neither.
+  at::Tensor norm2_add(const at::Tensor& temb_act, int64_t batch) const;
 };
 
 // 3x3 conv with stride 2 (padding 1; padding 0 pads right and bottom first).

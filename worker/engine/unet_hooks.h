@@ -57,6 +57,20 @@ struct LayerOutput {
   std::vector<at::Tensor> skips;
 };
 
+// What an up-block resnet, whose input is cat(h, skip), computed from h
+// alone: h's share of conv1 (without conv1's bias) and of the residual (h's
+// share of the shortcut, plus the shortcut's and conv2's biases). A policy
+// keeps it for the steps on which the resnet gets the same h again.
+struct ResnetInputShare {
+  at::Tensor conv1;
+  at::Tensor residual;
+  bool filled() const { return conv1.defined(); }
+  void clear() {
+    conv1 = at::Tensor();
+    residual = at::Tensor();
+  }
+};
+
 struct UNetForwardInfo {
   int64_t batch = 0;
   int64_t height = 0;  // of the latent sample given to the UNet
@@ -102,6 +116,13 @@ class UNetHooks {
   // add; [B, N', C] where N' is the (possibly merged) number of query tokens.
   virtual bool reuse_attention(const AttentionLocation& where, at::Tensor& out) { return false; }
   virtual void attention_computed(const AttentionLocation& where, const at::Tensor& out) {}
+
+  // (d) Up-block resnets take cat(h, skip). A policy that hands the resnet at
+  // `where` the same h on later steps (DeepCache's first recomputed layer,
+  // after UNet2DCondition::prepare_input_share) returns a share to keep: an
+  // empty one is filled, a filled one stands in for h's part of the work.
+  // nullptr: the resnet runs whole.
+  virtual ResnetInputShare* resnet_input_share(const UNetLocation& where) { return nullptr; }
 };
 
 }  // namespace diffsearch::engine

@@ -401,6 +401,7 @@ class Recorder final : public UNetHooks {
   struct Forward {
     int64_t batch = 0;
     std::set<std::string> entered, reused, computed;
+    std::set<std::string> shared;  // resnets given h's share: "<name> filled" / "<name> reused"
     int64_t attention_reused = 0, attention_computed = 0;
     int64_t macs_before = 0;
   };
@@ -447,6 +448,13 @@ class Recorder final : public UNetHooks {
     ++forwards.back().attention_computed;
     if (inner_) inner_->attention_computed(where, out);
   }
+  ResnetInputShare* resnet_input_share(const UNetLocation& where) override {
+    ResnetInputShare* share = inner_ ? inner_->resnet_input_share(where) : nullptr;
+    if (share != nullptr) {
+      forwards.back().shared.insert(name_of(where) + (share->filled() ? " reused" : " filled"));
+    }
+    return share;
+  }
 
  private:
   UNetHooks* inner_;
@@ -491,13 +499,16 @@ TEST(AccelWork, DeepCacheSkipsTheDeepBranch) {
   for (std::size_t k = 0; k < 6; ++k) {
     const auto& f = dc.forwards[k];
     if (k % 3 == 0) {
-      // Full step: everything runs, nothing is reused.
+      // Full step: everything runs, nothing is reused; the first resnet of
+      // the partial steps keeps its input's share.
       EXPECT_TRUE(f.reused.empty()) << k;
+      EXPECT_EQ(f.shared, std::set<std::string>{"up3.resnet2 filled"}) << k;
       EXPECT_EQ(macs_of_forward(dc, k), macs_of_forward(base, k)) << k;
       EXPECT_TRUE(f.computed.count("mid0.block0")) << k;
       continue;
     }
     EXPECT_EQ(f.computed, partial_computed) << k;
+    EXPECT_EQ(f.shared, std::set<std::string>{"up3.resnet2 reused"}) << k;
     // Reused blocks are not entered below their top.
     EXPECT_TRUE(f.reused.count("down0.block0")) << k;
     EXPECT_TRUE(f.reused.count("mid0.block0")) << k;
@@ -513,6 +524,12 @@ TEST(AccelWork, DeepCacheSkipsTheDeepBranch) {
     EXPECT_EQ(f.attention_computed, 2) << k;
     EXPECT_LT(macs_of_forward(dc, k) * 3, macs_of_forward(base, k)) << k;
   }
+}
+
+TEST(AccelWork, DeepCacheAtIntervalOneKeepsNoInputShare) {
+  const Measured dc = run_with("tiny-sd15", {"deepcache:cache_interval=1,cache_branch_id=0"}, 3);
+  ASSERT_EQ(dc.forwards.size(), 3u);
+  for (const auto& f : dc.forwards) EXPECT_TRUE(f.shared.empty());
 }
 
 TEST(AccelWork, ToMeMergesTokens) {

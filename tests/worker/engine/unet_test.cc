@@ -145,12 +145,28 @@ TEST(UNet, ScalarTimestepAndInputChecks) {
   // A scalar timestep is broadcast over the batch.
   at::Tensor both = unet->forward(in.sample, torch::tensor(981.0, torch::kDouble), in.cond);
   at::Tensor first = unet->forward(in.sample.slice(0, 0, 1), torch::tensor({981.0}),
-                                   {in.cond.encoder_hidden_states.slice(0, 0, 1), {}, {}});
+                                   {in.cond.encoder_hidden_states.slice(0, 0, 1), {}, {}, {}});
   EXPECT_LT(rel_err(both.slice(0, 0, 1), first), 1e-12);
 
-  UNetConditioning wrong{torch::zeros({2, 77, 24}, torch::kDouble), {}, {}};
+  UNetConditioning wrong{torch::zeros({2, 77, 24}, torch::kDouble), {}, {}, {}};
   EXPECT_THROW(unet->forward(in.sample, in.timestep, wrong), InputError);
   EXPECT_THROW(unet->forward(torch::zeros({2, 3, 16, 16}), in.timestep, in.cond), InputError);
+
+  // A row of time_embeddings() stands in for the timestep MLP; [D] or [B, D].
+  const at::Tensor table = unet->time_embeddings(torch::tensor({981, 501}, torch::kLong));
+  ASSERT_EQ(table.sizes().vec(), (std::vector<int64_t>{2, unet->config().time_embed_dim}));
+  Inputs given = in;
+  given.cond.time_embedding = table.select(0, 0);
+  at::Tensor from_table = unet->forward(in.sample, torch::tensor(981.0, torch::kDouble), given.cond);
+  EXPECT_LT(rel_err(from_table, both), 1e-12);
+  given.cond.time_embedding = table.select(0, 1).expand({2, -1});
+  EXPECT_GT(rel_err(unet->forward(in.sample, torch::tensor(981.0, torch::kDouble), given.cond), both),
+            1e-6) << "the embedding given, not the timestep, is used";
+  given.cond.time_embedding = table;  // [2, D] for a batch of 2: fine
+  EXPECT_NO_THROW(unet->forward(in.sample, in.timestep, given.cond));
+  given.cond.time_embedding = torch::zeros({3, unet->config().time_embed_dim}, torch::kDouble);
+  EXPECT_THROW(unet->forward(in.sample, in.timestep, given.cond), InputError);
+  EXPECT_THROW(unet->time_embeddings(torch::zeros({2, 2}, torch::kLong)), InputError);
 
   auto sdxl = load_unet("tiny-sdxl", at::kDouble);
   Inputs x = fixture_inputs("tiny-sdxl");
@@ -173,7 +189,7 @@ TEST(UNet, CountsMultiplyAccumulates) {
   const int64_t two = macs::total();
   macs::reset();
   unet->forward(in.sample.slice(0, 0, 1), in.timestep.slice(0, 0, 1),
-                {in.cond.encoder_hidden_states.slice(0, 0, 1), {}, {}});
+                {in.cond.encoder_hidden_states.slice(0, 0, 1), {}, {}, {}});
   const int64_t one = macs::total();
   EXPECT_GT(one, 0);
   EXPECT_EQ(two, 2 * one);
@@ -215,6 +231,8 @@ struct CachingHooks : UNetHooks {
   std::vector<std::string> visited;
   std::function<bool(const UNetLocation&)> reuse;
   std::function<bool(const AttentionLocation&)> reuse_attn;
+  std::function<bool(const UNetLocation&)> share_input;  // resnets given `share`
+  ResnetInputShare share;
   int forwards = 0, transformers = 0, merges = 0, unmerges = 0, attention_calls = 0;
   bool tokens_match_size = true;
 
@@ -233,6 +251,9 @@ struct CachingHooks : UNetHooks {
   }
   void layer_computed(const UNetLocation& w, const LayerOutput& out) override {
     layers[key(w)] = out;
+  }
+  ResnetInputShare* resnet_input_share(const UNetLocation& w) override {
+    return share_input && share_input(w) ? &share : nullptr;
   }
   void transformer_begin(const TransformerLocation&, const at::Tensor& x, int64_t h,
                          int64_t w) override {
@@ -335,6 +356,60 @@ TEST(UNetHooks, ReusedBlocksAreNotExecuted) {
   at::Tensor reused = unet->forward(in.sample, other_t, in.cond, &hooks);
   at::Tensor fresh = unet->forward(in.sample, other_t, in.cond);
   EXPECT_GT(rel_err(reused, fresh), 1e-6);
+}
+
+// The first resnet a DeepCache partial step computes gets the kept h of
+// cat(h, skip): h's share of its norm, conv1 and shortcut is computed on the
+// full step and reused. Same result (a sum of parts' convolutions), fewer MACs.
+TEST(UNetHooks, ResnetInputShareKeepsTheResult) {
+  auto unet = load_unet("tiny-sd15", at::kDouble);
+  Inputs in = fixture_inputs("tiny-sd15");
+  const int last_up = unet->num_up_blocks() - 1;
+  const int last_layer = unet->num_resnets(UNetPart::up, last_up) - 1;
+  const UNetLocation input_resnet{UNetPart::up, last_up, UNetModule::resnet, last_layer};
+  EXPECT_FALSE(unet->prepare_input_share({UNetPart::mid, 0, UNetModule::resnet, 0}));
+  EXPECT_FALSE(unet->prepare_input_share({UNetPart::up, last_up, UNetModule::attention, 0}));
+  ASSERT_TRUE(unet->prepare_input_share(input_resnet));
+  ASSERT_TRUE(unet->prepare_input_share(input_resnet)) << "made once, then found";
+
+  const at::Tensor plain = unet->forward(in.sample, in.timestep, in.cond);
+  CachingHooks hooks;
+  hooks.share_input = [&](const UNetLocation& w) {
+    return w.part == input_resnet.part && w.block == input_resnet.block &&
+           w.module == input_resnet.module && w.layer == input_resnet.layer;
+  };
+  // Full step: the share is filled, the result is the whole resnet's.
+  at::Tensor full = unet->forward(in.sample, in.timestep, in.cond, &hooks);
+  ASSERT_TRUE(hooks.share.filled());
+  EXPECT_LT(rel_err(full, plain), 1e-12);
+
+  hooks.reuse = [&](const UNetLocation& w) {
+    if (w.part != UNetPart::up || w.block < last_up) return true;
+    return w.module != UNetModule::block && w.layer < last_layer;
+  };
+  const at::Tensor kept_conv1 = hooks.share.conv1;
+  macs::reset();
+  at::Tensor shared = unet->forward(in.sample, in.timestep, in.cond, &hooks);
+  const int64_t shared_macs = macs::total();
+  EXPECT_TRUE(hooks.share.conv1.is_same(kept_conv1)) << "reused, not recomputed";
+  EXPECT_LT(rel_err(shared, plain), 1e-12);
+
+  // The same partial step with the resnet whole: same output, more MACs.
+  hooks.share_input = nullptr;
+  macs::reset();
+  at::Tensor whole = unet->forward(in.sample, in.timestep, in.cond, &hooks);
+  EXPECT_LT(shared_macs, macs::total());
+  EXPECT_LT(rel_err(shared, whole), 1e-12);
+
+  // Another timestep: h stays the kept one, the skip and time embedding are
+  // new; the share gives what the whole resnet gives on those inputs.
+  at::Tensor other_t = torch::tensor({501.0, 101.0}, torch::kDouble);
+  at::Tensor other_sample = in.sample * 0.5 + 0.1;
+  at::Tensor other_whole = unet->forward(other_sample, other_t, in.cond, &hooks);
+  hooks.share_input = [&](const UNetLocation& w) { return w.part == UNetPart::up && w.block == last_up && w.module == UNetModule::resnet && w.layer == last_layer; };
+  at::Tensor other_shared = unet->forward(other_sample, other_t, in.cond, &hooks);
+  EXPECT_LT(rel_err(other_shared, other_whole), 1e-12);
+  EXPECT_GT(rel_err(other_shared, shared), 1e-6);
 }
 
 TEST(UNetHooks, CachedAttentionIsReused) {
