@@ -6,7 +6,8 @@
 # every variant replayed from CUDA graphs (EAGER_TOO=1: and run eagerly, in
 # the same rounds). PROFILE=1 adds one eager run of a few variants under the
 # profiler, summed by region (scripts/trace_summary.py); MODE=diag stops
-# before the benchmark. Results land in $OUT.
+# before the benchmark; ATEN_TOO=0 skips the second process that times the
+# runs with the engine's kernels switched off. Results land in $OUT.
 set -uo pipefail
 out="${OUT:-/tmp/gpu-graphs}"
 mkdir -p "$out"
@@ -64,7 +65,7 @@ fi
 eager=(); [ "${EAGER_TOO:-0}" = 1 ] && eager=(--eager-too)
 "$build/bench/bench_engine" --model "$model" --steps 50 "${eager[@]}" --rounds "${ROUNDS:-10}" \
   --json "$out/graphs.json" "${variants[@]}" "$@" 2>&1 | tee "$out/graphs.txt"
-if [ "${KERNELS:-1}" = 1 ]; then
+if [ "${KERNELS:-1}" = 1 ] && [ "${ATEN_TOO:-1}" = 1 ]; then
   # The same runs on ATen's kernels alone, in a process of their own (a graph
   # is keyed by the setting, not by the kernels inside it).
   DIFFSEARCH_TOME_KERNELS=0 DIFFSEARCH_NORM_KERNELS=0 "$build/bench/bench_engine" --model "$model" --steps 50 \

@@ -355,7 +355,8 @@ at::Tensor Pipeline::denoise(const PromptEmbeddings& e, at::Tensor latents, Samp
       }
       ProfileScope scope("cfg");
       at::Tensor uncond = out.slice(0, 0, batch), cond = out.slice(0, batch);
-      noise = uncond + (cond - uncond) * guidance_scale;
+      // uncond + (cond - uncond) * scale in one kernel.
+      noise = at::lerp(uncond, cond, guidance_scale);
     } else {
       ProfileScope scope("unet");
       UNetConditioning c = plan.branch == StepBranch::negative_only ? negative_only : positive_only;

@@ -73,6 +73,14 @@ class DdimSampler : public Sampler {
     const float a_prev = prev >= 0 ? schedule_.abar[prev] : final_abar_;
     const float b = 1.0f - a;
     const double sqrt_a = std::sqrt(a), sqrt_b = std::sqrt(b);
+    const double sqrt_a_prev = std::sqrt(a_prev);
+    const double direction = std::sqrt(1.0f - a_prev);
+    if (prediction_type_ == PredictionType::epsilon && !thresholding_ && !clip_sample_) {
+      // x' = sqrt(a') (x - sqrt(b) eps) / sqrt(a) + sqrt(1 - a') eps, gathered
+      // into one coefficient per input: two kernels a step instead of six.
+      return at::add(sample * (sqrt_a_prev / sqrt_a), model_output,
+                     direction - sqrt_a_prev * sqrt_b / sqrt_a);
+    }
     at::Tensor x0, eps;
     switch (prediction_type_) {
       case PredictionType::epsilon:
@@ -93,8 +101,6 @@ class DdimSampler : public Sampler {
     } else if (clip_sample_) {
       x0 = x0.clamp(-clip_sample_range_, clip_sample_range_);
     }
-    const double sqrt_a_prev = std::sqrt(a_prev);
-    const double direction = std::sqrt(1.0f - a_prev);
     return x0 * sqrt_a_prev + eps * direction;
   }
 
