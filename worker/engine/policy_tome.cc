@@ -10,7 +10,6 @@
 #include <string>
 
 #include <ATen/ATen.h>
-#include <ATen/CPUGeneratorImpl.h>
 #include <torch/version.h>
 
 #include "io/error.h"
@@ -210,10 +209,10 @@ TokenMerge bipartite_soft_matching_2d(const at::Tensor& metric, int64_t w, int64
 ToMePolicy::ToMePolicy(const ToMeParams& params, uint64_t seed)
     : params_(params),
       seed_(seed),
-      generator_(at::make_generator<at::CPUGeneratorImpl>(seed)) {}
+      random_state_(seed) {}
 
 void ToMePolicy::begin_run(const std::vector<int64_t>& timesteps) {
-  generator_ = at::make_generator<at::CPUGeneratorImpl>(seed_);
+  random_state_ = seed_;
   draws_.clear();
 }
 
@@ -245,15 +244,21 @@ at::Tensor ToMePolicy::upload(const at::Tensor& cpu, const at::Device& device, b
                               int64_t w, int64_t h) {
   if (!capturing_graph() || device.is_cpu()) return to_device_async(cpu, device);
   at::Tensor on_device = empty_outside_graph(cpu.sizes(), cpu.options().device(device));
-  uploads_.push_back({on_device, random ? at::Tensor() : cpu, w, h});
+  uploads_.push_back({on_device, cpu, random, w, h});
   return on_device;
 }
 
 void ToMePolicy::refill_for_replay(uint64_t seed) {
   seed_ = seed;
-  generator_ = at::make_generator<at::CPUGeneratorImpl>(seed_);
-  for (const Upload& u : uploads_) {
-    u.device.copy_(u.host.defined() ? u.host : draw_destination_rows(u.w, u.h));
+  random_state_ = seed_;
+  // The host work here delays the replay, so it is kept small: draws straight
+  // into pinned buffers, asynchronous copies (the stream orders them before
+  // the replay; the previous replay has finished reading them).
+  for (Upload& u : uploads_) {
+    // Pinned once, here rather than while capturing (no host allocation then).
+    if (!u.host.is_pinned()) u.host = u.host.pin_memory();
+    if (u.random) draw_destination_rows(u.w, u.h, u.host);
+    u.device.copy_(u.host, /*non_blocking=*/true);
   }
 }
 
@@ -279,28 +284,41 @@ at::Tensor ToMePolicy::draw_destination_rows(int64_t w, int64_t h) {
   // Many draws per copy to the device: one small copy per transformer block
   // would cost more than the block's merging saves.
   constexpr int64_t kDraws = 64;
-  const int64_t hsy = h / params_.sy, wsx = w / params_.sx;
-  const at::Tensor choices = at::randint(params_.sx * params_.sy, {kDraws, hsy, wsx}, generator_,
-                                         at::TensorOptions().dtype(at::kLong));
-  at::Tensor rows = at::empty({kDraws, hsy * wsx}, at::TensorOptions().dtype(at::kLong));
-  // token_partition_2d's destinations, written straight into the rows.
-  const int64_t* c = choices.data_ptr<int64_t>();
+  at::Tensor rows = at::empty({kDraws, (h / params_.sy) * (w / params_.sx)},
+                              at::TensorOptions().dtype(at::kLong));
+  draw_destination_rows(w, h, rows);
+  return rows;
+}
+
+void ToMePolicy::draw_destination_rows(int64_t w, int64_t h, at::Tensor& rows) {
+  const int64_t sx = params_.sx, sy = params_.sy, hsy = h / sy, wsx = w / sx;
+  DIFFSEARCH_ASSERT(rows.dim() == 2 && rows.size(1) == hsy * wsx && rows.is_contiguous() &&
+                    rows.scalar_type() == at::kLong);
+  const uint64_t window = static_cast<uint64_t>(sx * sy);
   int64_t* out = rows.data_ptr<int64_t>();
-  std::vector<char> is_dst(static_cast<std::size_t>(w * h));
-  for (int64_t k = 0; k < kDraws; ++k, c += hsy * wsx) {
-    std::fill(is_dst.begin(), is_dst.end(), 0);
+  std::vector<int64_t> picks(static_cast<std::size_t>(wsx));
+  for (int64_t k = 0; k < rows.size(0); ++k) {
     for (int64_t i = 0; i < hsy; ++i) {
-      for (int64_t j = 0; j < wsx; ++j) {
-        const int64_t pick = c[i * wsx + j];
-        is_dst[static_cast<std::size_t>((i * params_.sy + pick / params_.sx) * w + j * params_.sx +
-                                        pick % params_.sx)] = 1;
+      for (auto& pick : picks) {
+        // splitmix64, then the high 32 bits scaled to the window (Lemire):
+        // far cheaper per draw than a library generator, same on every device.
+        random_state_ += 0x9E3779B97F4A7C15ull;
+        uint64_t z = random_state_;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+        z ^= z >> 31;
+        pick = static_cast<int64_t>(((z >> 32) * window) >> 32);
+      }
+      // token_partition_2d's order (ascending token index): row by row of
+      // the window band, left to right.
+      for (int64_t r = 0; r < sy; ++r) {
+        for (int64_t j = 0; j < wsx; ++j) {
+          const int64_t pick = picks[static_cast<std::size_t>(j)];
+          if (pick / sx == r) *out++ = (i * sy + r) * w + j * sx + pick % sx;
+        }
       }
     }
-    for (int64_t p = 0; p < w * h; ++p) {
-      if (is_dst[static_cast<std::size_t>(p)]) *out++ = p;
-    }
   }
-  return rows;
 }
 
 void ToMePolicy::transformer_begin(const TransformerLocation& where, const at::Tensor& x,

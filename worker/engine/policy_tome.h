@@ -10,7 +10,6 @@
 #include <utility>
 #include <vector>
 
-#include <ATen/core/Generator.h>
 #include <ATen/core/Tensor.h>
 
 #include "worker/engine/pipeline.h"
@@ -125,8 +124,10 @@ class ToMePolicy final : public UNetHooks, public StepPolicy {
   // ones (made once), or the next random draw.
   at::Tensor fixed_destinations(int64_t w, int64_t h, const at::Tensor& like);
   at::Tensor random_destinations(int64_t w, int64_t h, const at::Tensor& like);
-  // kDraws random destination lists of a w x h grid from generator_, [kDraws, Nd].
+  // kDraws random destination lists of a w x h grid, [kDraws, Nd]; or as
+  // many as `rows` [draws, Nd] (int64, contiguous) holds, written into it.
   at::Tensor draw_destination_rows(int64_t w, int64_t h);
+  void draw_destination_rows(int64_t w, int64_t h, at::Tensor& rows);
   // Host indices to the device: an asynchronous copy, or while a CUDA graph
   // is captured an empty device tensor remembered in uploads_ (random: its
   // rows are draws of a w x h grid; else `cpu` is its content).
@@ -135,7 +136,7 @@ class ToMePolicy final : public UNetHooks, public StepPolicy {
 
   ToMeParams params_;
   uint64_t seed_ = 0;
-  at::Generator generator_;
+  uint64_t random_state_ = 0;  // splitmix64, from seed_ at every run
   int64_t height_ = 0, width_ = 0;  // of the UNet's input latents
   TokenMerge current_;
   using GridKey = std::tuple<int64_t, int64_t, std::string>;
@@ -149,7 +150,8 @@ class ToMePolicy final : public UNetHooks, public StepPolicy {
   std::map<GridKey, Draws> draws_;
   struct Upload {
     at::Tensor device;
-    at::Tensor host;  // fixed destinations; undefined for random draws
+    at::Tensor host;  // the fixed destinations, or where random ones are drawn (pinned at the first refill)
+    bool random = false;
     int64_t w = 0, h = 0;
   };
   std::vector<Upload> uploads_;  // in the order the captured run made them

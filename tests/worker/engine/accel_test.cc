@@ -8,7 +8,6 @@
 #include <map>
 #include <set>
 
-#include <ATen/CPUGeneratorImpl.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -614,9 +613,23 @@ TEST(ToMe, RandomDrawsAreWindowDestinations) {
   policy.begin_forward(info);
   at::Tensor x = torch::randn({2, 48, 4}, torch::kDouble);
   at::Tensor y = torch::randn({2, 48, 3}, torch::kDouble);
-  // Same generator, same draws: the first block's choices.
-  auto gen = at::make_generator<at::CPUGeneratorImpl>(3);
-  const at::Tensor choices = at::randint(4, {64, 3, 4}, gen, at::TensorOptions().dtype(at::kLong));
+  // The policy's generator restated: splitmix64 from the seed, one draw per
+  // window in row-major order, its high 32 bits scaled to the window size.
+  uint64_t state = 3;
+  at::Tensor choices = at::empty({64, 3, 4}, at::TensorOptions().dtype(at::kLong));
+  auto* c = choices.data_ptr<int64_t>();
+  std::vector<int64_t> counts(4, 0);
+  for (int64_t i = 0; i < choices.numel(); ++i) {
+    state += 0x9E3779B97F4A7C15ull;
+    uint64_t z = state;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    c[i] = static_cast<int64_t>(((z >> 32) * 4) >> 32);
+    ++counts[static_cast<std::size_t>(c[i])];
+  }
+  // Every position of a window comes up about equally (768 draws).
+  for (int64_t n : counts) EXPECT_GT(n, 150);
   for (int k = 0; k < 3; ++k) {
     policy.transformer_begin({}, x, 6, 8);
     TokenMerge expected = bipartite_soft_matching_2d(x, 8, 6, 2, 2, 24, choices[k]);
