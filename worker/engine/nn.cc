@@ -37,8 +37,25 @@ Linear Linear::load(Weights& w, const std::string& prefix, int64_t in, int64_t o
 
 at::Tensor Conv2d::operator()(const at::Tensor& x, bool with_bias) const {
   at::Tensor y = at::conv2d(x, weight, with_bias ? bias : at::Tensor(), {stride, stride}, {padding, padding});
+  if (out_channels > 0 && out_channels < y.size(1)) y = y.narrow(1, 0, out_channels);
   macs::add(y.numel() * weight.size(1) * weight.size(2) * weight.size(3));
   return y;
+}
+
+void Conv2d::pad_output_channels(int64_t multiple) {
+  const int64_t have = weight.size(0);
+  if (out_channels == 0) out_channels = have;
+  const int64_t want = (have + multiple - 1) / multiple * multiple;
+  if (want == have) return;
+  const auto format = weight.suggest_memory_format();
+  at::Tensor padded = at::zeros({want, weight.size(1), weight.size(2), weight.size(3)}, weight.options());
+  padded.narrow(0, 0, have).copy_(weight);
+  weight = padded.contiguous(format);
+  if (bias.defined()) {
+    at::Tensor b = at::zeros({want}, bias.options());
+    b.narrow(0, 0, have).copy_(bias);
+    bias = b;
+  }
 }
 
 Conv2d Conv2d::load(Weights& w, const std::string& prefix, int64_t in, int64_t out,

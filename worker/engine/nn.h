@@ -32,9 +32,18 @@ struct Conv2d {
   at::Tensor bias;    // [out] or undefined
   int64_t stride = 1;
   int64_t padding = 0;
+  // The model's output channels where the weight carries zero padding
+  // (pad_output_channels); 0: all of weight's.
+  int64_t out_channels = 0;
   // with_bias false: the caller adds the bias itself (folded into a later
   // per-channel add; on CUDA, cuDNN adds it in a pass of its own).
   at::Tensor operator()(const at::Tensor& x, bool with_bias = true) const;
+  // Zero-pads weight and bias to a multiple of `multiple` output channels;
+  // operator() still returns (and counts MACs of) only the model's. For the
+  // thin NHWC output convolutions (4 or 3 channels): cuDNN's tensor-core
+  // kernels want multiples of 8, and otherwise pad the operands themselves
+  // in kernels of their own on every call.
+  void pad_output_channels(int64_t multiple);
   static Conv2d load(Weights& w, const std::string& prefix, int64_t in, int64_t out,
                      int64_t kernel, int64_t stride = 1, int64_t padding = 0, bool bias = true);
 };

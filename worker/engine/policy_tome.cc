@@ -195,6 +195,18 @@ at::Tensor TokenMerge::unmerge(const at::Tensor& x) const {
   ProfileScope scope("tome_unmerge");
   const int64_t batch = x.size(0), channels = x.size(2);
   DIFFSEARCH_ASSERT(batch == map_.size(0) && x.size(1) == kept_);
+#ifdef DIFFSEARCH_WITH_CUDA_KERNELS
+  if (fused_) {
+    // A vectorised row copy: ATen's gather indexes element by element.
+    const at::Tensor rows = x.contiguous();
+    at::Tensor out = at::empty({batch, tokens_, channels}, rows.options());
+    kernels::check(tome_kernels::rows_by_map(rows.data_ptr(), kernels::dtype_of(rows),
+                                             map_.data_ptr<int64_t>(), batch, kept_, tokens_,
+                                             channels, out.data_ptr(), kernels::current_stream(rows)),
+                   "tome_kernels::rows_by_map");
+    return out;
+  }
+#endif
   return x.gather(1, map_.unsqueeze(-1).expand({batch, tokens_, channels}));
 }
 

@@ -140,6 +140,19 @@ __global__ void gather_rows_kernel(const V* __restrict__ x, const int64_t* __res
   }
 }
 
+// out row (b, k) = x row (b, map[b, k]): unmerging, a copy of whole rows.
+template <typename V>
+__global__ void rows_by_map_kernel(const V* __restrict__ x, const int64_t* __restrict__ map,
+                                   int64_t n, int64_t rows_in, int64_t units, V* __restrict__ out,
+                                   int64_t total) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < total; e += stride) {
+    const int64_t u = e % units, row = e / units;  // row = b * n + k
+    const int64_t b = row / n;
+    out[e] = x[(b * rows_in + map[row]) * units + u];
+  }
+}
+
 // Accumulates in A (float, or double for double) and rounds once.
 template <typename T, typename A, typename CountT>
 __global__ void finish_kernel(T* __restrict__ kept, const T* __restrict__ sums,
@@ -340,6 +353,26 @@ const char* gather_rows(const void* x, Dtype dtype, const int64_t* order, int64_
     gather_rows_kernel<uint16_t><<<grid_for(total, kThreads), kThreads, 0, s>>>(
         static_cast<const uint16_t*>(x), order, n, units, r, static_cast<uint16_t*>(src),
         static_cast<uint16_t*>(kept), total);
+  }
+  return last_error();
+}
+
+const char* rows_by_map(const void* x, Dtype dtype, const int64_t* map, int64_t batch,
+                        int64_t rows_in, int64_t n, int64_t channels, void* out, void* stream) {
+  const size_t row_bytes = static_cast<size_t>(channels) * element_size(dtype);
+  auto s = static_cast<cudaStream_t>(stream);
+  constexpr int kThreads = 256;
+  const bool wide = row_bytes % 16 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0 &&
+                    reinterpret_cast<uintptr_t>(out) % 16 == 0;
+  const int64_t units = static_cast<int64_t>(wide ? row_bytes / 16 : row_bytes / 2);
+  const int64_t total = batch * n * units;
+  if (total == 0) return nullptr;
+  if (wide) {
+    rows_by_map_kernel<uint4><<<grid_for(total, kThreads), kThreads, 0, s>>>(
+        static_cast<const uint4*>(x), map, n, rows_in, units, static_cast<uint4*>(out), total);
+  } else {
+    rows_by_map_kernel<uint16_t><<<grid_for(total, kThreads), kThreads, 0, s>>>(
+        static_cast<const uint16_t*>(x), map, n, rows_in, units, static_cast<uint16_t*>(out), total);
   }
   return last_error();
 }

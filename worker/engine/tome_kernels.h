@@ -45,6 +45,10 @@ const char* order_tokens(const void* keys, bool float64_keys, const int64_t* nod
 const char* gather_rows(const void* x, Dtype dtype, const int64_t* order, int64_t batch, int64_t n,
                         int64_t channels, int64_t r, void* src, void* kept, void* stream);
 
+// Unmerging: out [batch, n, channels] row (b, k) = x [batch, rows_in,
+// channels] row (b, map[b, k]); map [batch, n] as order_tokens writes it.
+const char* rows_by_map(const void* x, Dtype dtype, const int64_t* map, int64_t batch,
+                        int64_t rows_in, int64_t n, int64_t channels, void* out, void* stream);
 // kept's last num_dst rows per batch row become (row + sums[b, j]) / counts[b, j],
 // computed in float32 (float64 for float64). sums [batch, num_dst, channels]
 // has kept's dtype; counts is [batch, num_dst] in `counts_dtype`.

@@ -213,6 +213,7 @@ std::unique_ptr<UNet2DCondition> UNet2DCondition::load(const UNetConfig& config,
   m.conv_norm_out = GroupNorm::load(w, "conv_norm_out", groups, ch[0], eps);
   m.conv_out = Conv2d::load(w, "conv_out", ch[0], c.out_channels, c.conv_out_kernel, 1,
                             (c.conv_out_kernel - 1) / 2);
+  if (channels_last_enabled(options.device)) m.conv_out.pad_output_channels(8);
 
   const auto unused = w.unused();
   if (!unused.empty()) {

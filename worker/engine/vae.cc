@@ -176,6 +176,7 @@ std::unique_ptr<VaeDecoder> VaeDecoder::load(const VaeConfig& config, Weights& w
   }
   m.conv_norm_out = GroupNorm::load(w, "decoder.conv_norm_out", groups, ch[0], eps);
   m.conv_out = Conv2d::load(w, "decoder.conv_out", ch[0], config.out_channels, 3, 1, 1);
+  if (channels_last_enabled(w.options().device)) m.conv_out.pad_output_channels(8);
 
   if (!config.latents_mean.empty()) {
     auto f64 = at::TensorOptions().dtype(at::kDouble);

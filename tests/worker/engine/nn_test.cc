@@ -148,5 +148,37 @@ TEST(Conv2dWeights, AreNhwcOnCudaAndNchwOnTheCpu) {
   }
 }
 
+// Padding a thin convolution's output channels: the same result and MACs,
+// the weight zero-padded to the multiple (and left alone where it fits).
+TEST(Conv2dWeights, PaddedOutputChannelsGiveTheSameConvolution) {
+  for (const bool cuda : {false, true}) {
+    if (cuda && !cuda_available()) continue;
+    RunOptions options;
+    options.dtype = at::kDouble;
+    options.device = cuda ? c10::Device(c10::kCUDA, 0) : c10::Device(c10::kCPU);
+    Weights w = Weights::synthesize(5, options);
+    const Conv2d thin = Conv2d::load(w, "conv_out", 16, 4, 3, 1, 1);
+    Conv2d padded = thin;
+    padded.pad_output_channels(8);
+    EXPECT_EQ(padded.weight.size(0), 8);
+    EXPECT_EQ(padded.out_channels, 4);
+    EXPECT_EQ(padded.weight.is_contiguous(at::MemoryFormat::ChannelsLast), cuda);
+    EXPECT_EQ(at::count_nonzero(padded.weight.narrow(0, 4, 4)).item<int64_t>(), 0);
+    const at::Tensor x = at::randn({2, 16, 9, 9}, at::TensorOptions().dtype(at::kDouble)).to(options.device);
+    macs::reset();
+    const at::Tensor want = thin(x);
+    const int64_t want_macs = macs::total();
+    macs::reset();
+    const at::Tensor got = padded(x);
+    EXPECT_EQ(got.sizes(), want.sizes());
+    EXPECT_LT(rel_err(got, want), 1e-12);
+    EXPECT_EQ(macs::total(), want_macs);
+    Conv2d fits = Conv2d::load(w, "conv_in", 4, 16, 3, 1, 1);
+    const at::Tensor before = fits.weight;
+    fits.pad_output_channels(8);
+    EXPECT_TRUE(fits.weight.is_same(before));
+  }
+}
+
 }  // namespace
 }  // namespace diffsearch::engine
