@@ -306,29 +306,41 @@ void ToMePolicy::draw_destination_rows(int64_t w, int64_t h, at::Tensor& rows) {
   const int64_t sx = params_.sx, sy = params_.sy, hsy = h / sy, wsx = w / sx;
   DIFFSEARCH_ASSERT(rows.dim() == 2 && rows.size(1) == hsy * wsx && rows.is_contiguous() &&
                     rows.scalar_type() == at::kLong);
-  const uint64_t window = static_cast<uint64_t>(sx * sy);
+  const uint64_t rows_in_window = static_cast<uint64_t>(sy), cols_in_window = static_cast<uint64_t>(sx);
   int64_t* out = rows.data_ptr<int64_t>();
-  std::vector<int64_t> picks(static_cast<std::size_t>(wsx));
+  // This runs on the host before every replay of a captured run (256 draws
+  // of 1024 windows at 512 px), so it avoids divisions and unpredictable
+  // branches: with them it took milliseconds, several times the merging's gain.
+  std::vector<int64_t> pick_row(static_cast<std::size_t>(wsx)), pick_col(static_cast<std::size_t>(wsx));
+  std::vector<int64_t> band(static_cast<std::size_t>(wsx) + 1);
   for (int64_t k = 0; k < rows.size(0); ++k) {
     for (int64_t i = 0; i < hsy; ++i) {
-      for (auto& pick : picks) {
-        // splitmix64, then the high 32 bits scaled to the window (Lemire):
-        // far cheaper per draw than a library generator, same on every device.
+      for (int64_t j = 0; j < wsx; ++j) {
+        // splitmix64; its high half scaled to the window's rows and its low
+        // half to its columns (Lemire): one uniform draw of the window.
         random_state_ += 0x9E3779B97F4A7C15ull;
         uint64_t z = random_state_;
         z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
         z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
         z ^= z >> 31;
-        pick = static_cast<int64_t>(((z >> 32) * window) >> 32);
+        pick_row[static_cast<std::size_t>(j)] = static_cast<int64_t>(((z >> 32) * rows_in_window) >> 32);
+        pick_col[static_cast<std::size_t>(j)] =
+            static_cast<int64_t>(((z & 0xFFFFFFFFull) * cols_in_window) >> 32);
       }
       // token_partition_2d's order (ascending token index): row by row of
-      // the window band, left to right.
+      // the window band, left to right. Branch-free (the picks are random):
+      // every candidate is written, the cursor moves for the chosen ones;
+      // `band` has room for the one written past its wsx entries.
+      int64_t* cursor = band.data();
       for (int64_t r = 0; r < sy; ++r) {
+        const int64_t row_start = (i * sy + r) * w;
         for (int64_t j = 0; j < wsx; ++j) {
-          const int64_t pick = picks[static_cast<std::size_t>(j)];
-          if (pick / sx == r) *out++ = (i * sy + r) * w + j * sx + pick % sx;
+          *cursor = row_start + j * sx + pick_col[static_cast<std::size_t>(j)];
+          cursor += pick_row[static_cast<std::size_t>(j)] == r ? 1 : 0;
         }
       }
+      DIFFSEARCH_ASSERT(cursor == band.data() + wsx);
+      out = std::copy(band.data(), band.data() + wsx, out);
     }
   }
 }

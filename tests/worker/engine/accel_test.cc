@@ -614,7 +614,8 @@ TEST(ToMe, RandomDrawsAreWindowDestinations) {
   at::Tensor x = torch::randn({2, 48, 4}, torch::kDouble);
   at::Tensor y = torch::randn({2, 48, 3}, torch::kDouble);
   // The policy's generator restated: splitmix64 from the seed, one draw per
-  // window in row-major order, its high 32 bits scaled to the window size.
+  // window in row-major order, its high 32 bits scaled to the window's rows
+  // and its low 32 bits to its columns.
   uint64_t state = 3;
   at::Tensor choices = at::empty({64, 3, 4}, at::TensorOptions().dtype(at::kLong));
   auto* c = choices.data_ptr<int64_t>();
@@ -625,7 +626,7 @@ TEST(ToMe, RandomDrawsAreWindowDestinations) {
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
     z ^= z >> 31;
-    c[i] = static_cast<int64_t>(((z >> 32) * 4) >> 32);
+    c[i] = static_cast<int64_t>(((z >> 32) * 2) >> 32) * 2 + static_cast<int64_t>(((z & 0xFFFFFFFFull) * 2) >> 32);
     ++counts[static_cast<std::size_t>(c[i])];
   }
   // Every position of a window comes up about equally (768 draws).
