@@ -11,6 +11,8 @@ conv_bias.txt and bias_variants.txt; docs/engine-gpu.md).
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from cuda_events import timed
+
 torch.backends.cudnn.benchmark = True
 CASES = [  # (input NCHW, output channels, kernel): where they run
     ((2, 320, 64, 64), 320, 3, "UNet 4096-token resnet conv"),
@@ -20,19 +22,6 @@ CASES = [  # (input NCHW, output channels, kernel): where they run
     ((1, 256, 256, 256), 256, 3, "VAE 256 px conv"),
     ((1, 128, 512, 512), 128, 3, "VAE 512 px conv"),
 ]
-
-
-def timed(fn, calls=50):
-    for _ in range(5):
-        fn()
-    torch.cuda.synchronize()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(calls):
-        fn()
-    end.record()
-    torch.cuda.synchronize()
-    return start.elapsed_time(end) / calls * 1000.0  # us
 
 
 def kernels(fn):

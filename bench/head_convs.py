@@ -9,30 +9,18 @@ of 50 calls after a warm-up), the kernels each launches, and ToMe's unmerge
 gather (at::gather against index_select over rows). Run on the GPU machine:
 python3 bench/head_convs.py (results: docs/bench/.../head_convs.txt).
 """
-import statistics
-
 import torch
 from torch.profiler import ProfilerActivity, profile
+
+import cuda_events
+
+
+def timed(fn):
+    return cuda_events.timed(fn, batches=7)  # the median of 7 batches of 50 calls
 
 torch.backends.cudnn.benchmark = True
 dev, f16 = "cuda", torch.float16
 cl = torch.channels_last
-
-
-def timed(fn, calls=50):
-    for _ in range(5):
-        fn()
-    torch.cuda.synchronize()
-    runs = []
-    for _ in range(7):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        for _ in range(calls):
-            fn()
-        end.record()
-        torch.cuda.synchronize()
-        runs.append(start.elapsed_time(end) / calls * 1000.0)
-    return statistics.median(runs)
 
 
 def kernels(fn):
