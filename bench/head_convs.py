@@ -18,6 +18,7 @@ import cuda_events
 def timed(fn):
     return cuda_events.timed(fn, batches=7)  # the median of 7 batches of 50 calls
 
+
 torch.backends.cudnn.benchmark = True
 dev, f16 = "cuda", torch.float16
 cl = torch.channels_last
