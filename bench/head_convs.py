@@ -7,7 +7,8 @@ multiples of 8: this times each convolution as it is and with its thin side
 zero-padded to 8 channels, NHWC fp16, CUDA events (the median of 7 batches
 of 50 calls after a warm-up), the kernels each launches, and ToMe's unmerge
 gather (at::gather against index_select over rows). Run on the GPU machine:
-python3 bench/head_convs.py (results: docs/bench/.../head_convs.txt).
+python3 bench/head_convs.py (results: docs/bench/h200-2026-12-01-split/
+head_convs.txt, on one H200 on 2026-12-01).
 """
 import torch
 from torch.profiler import ProfilerActivity, profile

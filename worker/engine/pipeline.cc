@@ -338,7 +338,7 @@ at::Tensor Pipeline::denoise(const PromptEmbeddings& e, at::Tensor latents, Samp
   for (int64_t k = 0; k < num_steps; ++k) device_timesteps.select(0, k).fill_(timesteps[k]);
   const at::Tensor time_table = m.unet->time_embeddings(device_timesteps);
   for (int64_t k = 0; k < num_steps; ++k) {
-    StepInfo info{k, static_cast<int64_t>(timesteps.size()), timesteps[k]};
+    StepInfo info{k, num_steps, timesteps[k]};
     StepPlan plan;
     plan.branch = default_branch;
     for (StepPolicy* p : policies) p->plan_step(info, plan);

@@ -150,7 +150,9 @@ class ToMePolicy final : public UNetHooks, public StepPolicy {
   std::map<GridKey, Draws> draws_;
   struct Upload {
     at::Tensor device;
-    at::Tensor host;  // the fixed destinations, or where random ones are drawn (pinned at the first refill)
+    // The fixed destinations, or where the random ones are drawn; pinned at
+    // the first refill (no host allocation while capturing).
+    at::Tensor host;
     bool random = false;
     int64_t w = 0, h = 0;
   };

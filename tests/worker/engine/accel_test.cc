@@ -228,6 +228,44 @@ TEST(DeepCache, UniformFullStepsAndRestarts) {
   EXPECT_EQ(full, (std::vector<int64_t>{0, 3, 4, 5, 8, 11}));
 }
 
+// The first resnet partial steps recompute (branch 0: the last up block's
+// last) gets a share only where its h is the kept output: on a full step
+// (to fill), and on a partial step once the source of h was reused; not at
+// all on a partial step that computed h afresh, nor elsewhere.
+TEST(DeepCache, InputShareOnlyWhereHIsTheKeptOutput) {
+  const UNet2DCondition& unet = sd15_unet();
+  DeepCachePolicy p({3, 0}, unet);
+  const int last_up = unet.num_up_blocks() - 1;
+  const int last = unet.num_resnets(UNetPart::up, last_up) - 1;
+  const UNetLocation input{UNetPart::up, last_up, UNetModule::resnet, last};
+  const UNetLocation source{UNetPart::up, last_up, UNetModule::attention, last - 1};
+  p.begin_run({901, 801, 701});
+  UNetForwardInfo info;
+  info.batch = 2;
+  info.height = info.width = 16;
+  p.begin_forward(info);  // step 0: full
+  ResnetInputShare* share = p.resnet_input_share(input);
+  ASSERT_NE(share, nullptr);
+  EXPECT_EQ(p.resnet_input_share({UNetPart::up, last_up, UNetModule::resnet, last - 1}), nullptr);
+  EXPECT_EQ(p.resnet_input_share({UNetPart::up, 0, UNetModule::resnet, 0}), nullptr);
+  share->conv1 = at::ones({1});  // as forward_split fills it
+  LayerOutput kept;
+  kept.hidden = at::zeros({2, 4});
+  p.layer_computed(source, kept);
+
+  p.begin_forward(info);  // step 1: partial
+  EXPECT_EQ(p.resnet_input_share(input), nullptr) << "h's source not reused in this forward";
+  EXPECT_FALSE(share->filled()) << "a share of another h is dropped";
+  LayerOutput out;
+  ASSERT_TRUE(p.reuse_layer(source, out));
+  EXPECT_EQ(p.resnet_input_share(input), share);
+
+  DeepCachePolicy every_step({1, 0}, unet);  // interval 1: every step full, nothing kept
+  every_step.begin_run({901, 801});
+  every_step.begin_forward(info);
+  EXPECT_EQ(every_step.resnet_input_share(input), nullptr);
+}
+
 // ---------------------------------------------------------------- T-GATE
 
 TEST(TGate, ScheduleOfTheReference) {
@@ -577,6 +615,14 @@ TEST(AccelWork, StackedPoliciesSkipMoreThanEither) {
     if (all.forwards[k].reused.empty()) full.push_back(static_cast<int64_t>(k));
   }
   EXPECT_EQ(full, (std::vector<int64_t>{0, 3, 4, 7}));
+  // Composed, DeepCache still keeps its input share: filled on each full step
+  // (at the gate again, for the batch of one), reused in between.
+  for (std::size_t k = 0; k < all.forwards.size(); ++k) {
+    const bool is_full = std::find(full.begin(), full.end(), static_cast<int64_t>(k)) != full.end();
+    EXPECT_EQ(all.forwards[k].shared,
+              std::set<std::string>{is_full ? "up3.resnet2 filled" : "up3.resnet2 reused"})
+        << k;
+  }
   EXPECT_EQ(all.forwards[9].batch, 1);
   EXPECT_TRUE(torch::isfinite(all.latents).all().item<bool>());
 }
@@ -605,36 +651,41 @@ TEST(ToMe, SeededRandomDestinationsAreDeterministic) {
 
 // The policy's batched random draws are token_partition_2d's destinations.
 TEST(ToMe, RandomDrawsAreWindowDestinations) {
-  ToMePolicy policy({0.5, 1, 2, 2, true}, 3);
-  UNetForwardInfo info;
-  info.batch = 2;
-  info.height = 6;
-  info.width = 8;
-  policy.begin_forward(info);
-  at::Tensor x = torch::randn({2, 48, 4}, torch::kDouble);
-  at::Tensor y = torch::randn({2, 48, 3}, torch::kDouble);
-  // The policy's generator restated: splitmix64 from the seed, one draw per
-  // window in row-major order, its high 32 bits scaled to the window's rows
-  // and its low 32 bits to its columns.
-  uint64_t state = 3;
-  at::Tensor choices = at::empty({64, 3, 4}, at::TensorOptions().dtype(at::kLong));
-  auto* c = choices.data_ptr<int64_t>();
-  std::vector<int64_t> counts(4, 0);
-  for (int64_t i = 0; i < choices.numel(); ++i) {
-    state += 0x9E3779B97F4A7C15ull;
-    uint64_t z = state;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
-    c[i] = static_cast<int64_t>(((z >> 32) * 2) >> 32) * 2 + static_cast<int64_t>(((z & 0xFFFFFFFFull) * 2) >> 32);
-    ++counts[static_cast<std::size_t>(c[i])];
-  }
-  // Every position of a window comes up about equally (768 draws).
-  for (int64_t n : counts) EXPECT_GT(n, 150);
-  for (int k = 0; k < 3; ++k) {
-    policy.transformer_begin({}, x, 6, 8);
-    TokenMerge expected = bipartite_soft_matching_2d(x, 8, 6, 2, 2, 24, choices[k]);
-    EXPECT_TRUE(torch::equal(policy.current().merge(y), expected.merge(y))) << k;
+  // Square windows, and 3 x 2 ones that leave two columns of sources over.
+  for (const auto& [sx, sy] : {std::pair<int64_t, int64_t>{2, 2}, {3, 2}}) {
+    ToMePolicy policy({0.5, 1, sx, sy, true}, 3);
+    UNetForwardInfo info;
+    info.batch = 2;
+    info.height = 6;
+    info.width = 8;
+    policy.begin_forward(info);
+    at::Tensor x = torch::randn({2, 48, 4}, torch::kDouble);
+    at::Tensor y = torch::randn({2, 48, 3}, torch::kDouble);
+    // The policy's generator restated: splitmix64 from the seed, one draw per
+    // window in row-major order, its high 32 bits scaled to the window's rows
+    // and its low 32 bits to its columns.
+    uint64_t state = 3;
+    at::Tensor choices = at::empty({64, 6 / sy, 8 / sx}, at::TensorOptions().dtype(at::kLong));
+    auto* c = choices.data_ptr<int64_t>();
+    std::vector<int64_t> counts(static_cast<std::size_t>(sx * sy), 0);
+    for (int64_t i = 0; i < choices.numel(); ++i) {
+      state += 0x9E3779B97F4A7C15ull;
+      uint64_t z = state;
+      z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+      z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+      z ^= z >> 31;
+      const auto row = static_cast<int64_t>(((z >> 32) * static_cast<uint64_t>(sy)) >> 32);
+      const auto col = static_cast<int64_t>(((z & 0xFFFFFFFFull) * static_cast<uint64_t>(sx)) >> 32);
+      c[i] = row * sx + col;
+      ++counts[static_cast<std::size_t>(c[i])];
+    }
+    // Every position of a window comes up about equally (384 or more draws).
+    for (int64_t n : counts) EXPECT_GT(n, choices.numel() / (sx * sy) / 2) << sx << "x" << sy;
+    for (int k = 0; k < 3; ++k) {
+      policy.transformer_begin({}, x, 6, 8);
+      TokenMerge expected = bipartite_soft_matching_2d(x, 8, 6, sx, sy, 24, choices[k]);
+      EXPECT_TRUE(torch::equal(policy.current().merge(y), expected.merge(y))) << sx << "x" << sy << " " << k;
+    }
   }
 }
 

@@ -261,6 +261,28 @@ TEST(SamplerState, ResetGivesIdenticalRuns) {
   }
 }
 
+// DDIM's epsilon step gathered into one coefficient per input (no clipping
+// or thresholding) is the same step as the x0-then-direction form, which a
+// clip range nothing reaches keeps running; both differ from a clipped step.
+TEST(SamplerAlgebra, DdimGatheredStepIsTheTwoStageStep) {
+  auto gathered = make_sampler("ddim", sd_config("leading"));
+  nlohmann::json clipped_config = sd_config("leading");
+  clipped_config["clip_sample"] = true;
+  clipped_config["clip_sample_range"] = 1e9;
+  auto two_stage = make_sampler("ddim", clipped_config);
+  clipped_config["clip_sample_range"] = 0.5;
+  auto clipped = make_sampler("ddim", clipped_config);
+  for (auto* s : {gathered.get(), two_stage.get(), clipped.get()}) s->set_timesteps(10);
+  torch::manual_seed(3);
+  const at::Tensor x = torch::randn({2, 4, 5, 5}, torch::kDouble);
+  const at::Tensor eps = torch::randn({2, 4, 5, 5}, torch::kDouble);
+  for (int64_t k = 0; k < 10; ++k) {
+    const at::Tensor a = gathered->step(eps, k, x), b = two_stage->step(eps, k, x);
+    EXPECT_LT((a - b).abs().max().item<double>(), 1e-12 * (1.0 + b.abs().max().item<double>())) << k;
+    EXPECT_GT((a - clipped->step(eps, k, x)).abs().max().item<double>(), 1e-3) << k;
+  }
+}
+
 TEST(SamplerState, KeepsTheLatentsDtype) {
   for (const char* slug : {"ddim", "dpmsolver++", "unipc"}) {
     auto sampler = make_sampler(slug, sd_config("leading"));

@@ -374,10 +374,11 @@ TEST(UNetHooks, ResnetInputShareKeepsTheResult) {
 
   const at::Tensor plain = unet->forward(in.sample, in.timestep, in.cond);
   CachingHooks hooks;
-  hooks.share_input = [&](const UNetLocation& w) {
+  const auto is_input_resnet = [&](const UNetLocation& w) {
     return w.part == input_resnet.part && w.block == input_resnet.block &&
            w.module == input_resnet.module && w.layer == input_resnet.layer;
   };
+  hooks.share_input = is_input_resnet;
   // Full step: the share is filled, the result is the whole resnet's.
   at::Tensor full = unet->forward(in.sample, in.timestep, in.cond, &hooks);
   ASSERT_TRUE(hooks.share.filled());
@@ -406,7 +407,7 @@ TEST(UNetHooks, ResnetInputShareKeepsTheResult) {
   at::Tensor other_t = torch::tensor({501.0, 101.0}, torch::kDouble);
   at::Tensor other_sample = in.sample * 0.5 + 0.1;
   at::Tensor other_whole = unet->forward(other_sample, other_t, in.cond, &hooks);
-  hooks.share_input = [&](const UNetLocation& w) { return w.part == UNetPart::up && w.block == last_up && w.module == UNetModule::resnet && w.layer == last_layer; };
+  hooks.share_input = is_input_resnet;
   at::Tensor other_shared = unet->forward(other_sample, other_t, in.cond, &hooks);
   EXPECT_LT(rel_err(other_shared, other_whole), 1e-12);
   EXPECT_GT(rel_err(other_shared, shared), 1e-6);
