@@ -252,7 +252,10 @@ std::string H5File::string_attribute(const std::string& object_path, const std::
 
 namespace {
 
-hid_t make_memory_type(const Schema& schema, std::vector<std::size_t>& offsets, std::size_t& bytes) {
+// The compound type of the columns marked in `in_file`, each at its offset in
+// a row laid out for the whole schema (columns left out leave a gap there).
+hid_t make_memory_type(const Schema& schema, const std::vector<bool>& in_file,
+                       std::vector<std::size_t>& offsets, std::size_t& bytes) {
   offsets.clear();
   bytes = 0;
   for (const auto& c : schema) {
@@ -261,6 +264,7 @@ hid_t make_memory_type(const Schema& schema, std::vector<std::size_t>& offsets, 
   }
   hid_t type = H5Tcreate(H5T_COMPOUND, bytes);
   for (std::size_t i = 0; i < schema.size(); ++i) {
+    if (!in_file[i]) continue;
     const auto& c = schema[i];
     if (c.type == ColumnType::string) {
       hid_t s = string_type();
@@ -274,12 +278,76 @@ hid_t make_memory_type(const Schema& schema, std::vector<std::size_t>& offsets, 
   return type;
 }
 
+const char* type_name(ColumnType type) {
+  switch (type) {
+    case ColumnType::int64: return "integers";
+    case ColumnType::float64: return "floats";
+    case ColumnType::string: return "variable-length strings";
+  }
+  return "?";
+}
+
+// What a member of a file's compound holds, in type_name's words.
+std::string file_type_name(hid_t type) {
+  switch (H5Tget_class(type)) {
+    case H5T_INTEGER: return "integers";
+    case H5T_FLOAT: return "floats";
+    case H5T_STRING: return H5Tis_variable_str(type) > 0 ? "variable-length strings" : "fixed-length strings";
+    default: return "another HDF5 type";
+  }
+}
+
+// HDF5 converts any integer or float width on read; strings it converts only
+// between variable-length ones.
+bool holds(hid_t type, ColumnType column) {
+  switch (column) {
+    case ColumnType::int64: return H5Tget_class(type) == H5T_INTEGER;
+    case ColumnType::float64: return H5Tget_class(type) == H5T_FLOAT;
+    case ColumnType::string: return H5Tget_class(type) == H5T_STRING && H5Tis_variable_str(type) > 0;
+  }
+  return false;
+}
+
+// Matches the members of a file's compound to `schema` by name, marking in
+// `in_file` the columns the file holds. Returns why the table cannot be read
+// as `schema`, or "" when it can.
+std::string match_columns(hid_t file_type, const Schema& schema, std::vector<bool>& in_file) {
+  const std::string other_file = " (a file from another tool or another format version)";
+  if (H5Tget_class(file_type) != H5T_COMPOUND) return "is not a table of named columns" + other_file;
+  const int members = H5Tget_nmembers(file_type);
+  for (int m = 0; m < members; ++m) {
+    char* raw = H5Tget_member_name(file_type, static_cast<unsigned>(m));
+    const std::string member = raw ? raw : "";
+    if (raw) H5free_memory(raw);
+    std::size_t i = 0;
+    while (i < schema.size() && schema[i].name != member) ++i;
+    if (i == schema.size()) {
+      return "has a column '" + member + "' this version of diffsearch does not write" + other_file;
+    }
+    hid_t member_type = H5Tget_member_type(file_type, static_cast<unsigned>(m));
+    const bool ok = holds(member_type, schema[i].type);
+    const std::string found = file_type_name(member_type);
+    H5Tclose(member_type);
+    if (!ok) {
+      return "column '" + member + "' holds " + found + " where diffsearch writes " +
+             type_name(schema[i].type) + other_file;
+    }
+    in_file[i] = true;
+  }
+  for (std::size_t i = 0; i < schema.size(); ++i) {
+    if (!in_file[i] && !schema[i].default_when_absent) {
+      return "has no column '" + schema[i].name + "'" + other_file;
+    }
+  }
+  return "";
+}
+
 }  // namespace
 
 void H5Table::create(H5File& file, const std::string& name, const Schema& schema) {
   std::vector<std::size_t> offsets;
   std::size_t bytes = 0;
-  hid_t type = make_memory_type(schema, offsets, bytes);
+  hid_t type = make_memory_type(schema, std::vector<bool>(schema.size(), true), offsets, bytes);
   hsize_t dims[1] = {0};
   hsize_t maxdims[1] = {H5S_UNLIMITED};
   hid_t space = H5Screate_simple(1, dims, maxdims);
@@ -298,29 +366,41 @@ void H5Table::create(H5File& file, const std::string& name, const Schema& schema
 }
 
 H5Table::H5Table(H5File& file, const std::string& name, const Schema& schema)
-    : file_(&file), name_(name), schema_(schema) {
+    : file_(&file), name_(name), schema_(schema), in_file_(schema.size(), false) {
+  for (const auto& c : schema_) {
+    DIFFSEARCH_ASSERT(!c.default_when_absent || c.default_when_absent->index() == static_cast<std::size_t>(c.type));
+  }
   if (!file.has(name)) {
     throw InputError(file.path() + ": no table '" + name + "' (not a diffsearch results file?)");
   }
   dataset_ = H5Dopen2(file.id(), name.c_str(), H5P_DEFAULT);
   if (dataset_ < 0) fail(file.path(), "cannot open table " + name);
   hid_t file_type = H5Dget_type(dataset_);
-  bool matches = H5Tget_class(file_type) == H5T_COMPOUND &&
-                 H5Tget_nmembers(file_type) == static_cast<int>(schema.size());
-  for (std::size_t i = 0; matches && i < schema.size(); ++i) {
-    char* member = H5Tget_member_name(file_type, static_cast<unsigned>(i));
-    matches = member && schema[i].name == member;
-    if (member) H5free_memory(member);
-  }
+  const std::string problem = match_columns(file_type, schema_, in_file_);
   H5Tclose(file_type);
-  if (!matches) {
+  if (!problem.empty()) {
     H5Dclose(dataset_);
     dataset_ = -1;
-    throw InputError(file.path() + ": table '" + name +
-                     "' has other columns than this version of diffsearch writes (a file from "
-                     "another tool or another format version)");
+    throw InputError(file.path() + ": table '" + name + "' " + problem);
   }
-  memory_type_ = make_memory_type(schema_, offsets_, row_bytes_);
+  // Only the file's columns (HDF5 matches compound members by name); the
+  // slots of absent ones stay unread and read_all fills their defaults.
+  memory_type_ = make_memory_type(schema_, in_file_, offsets_, row_bytes_);
+}
+
+bool H5Table::has_column(const std::string& column) const {
+  for (std::size_t i = 0; i < schema_.size(); ++i) {
+    if (schema_[i].name == column) return in_file_[i];
+  }
+  return false;
+}
+
+std::vector<std::string> H5Table::absent_columns() const {
+  std::vector<std::string> names;
+  for (std::size_t i = 0; i < schema_.size(); ++i) {
+    if (!in_file_[i]) names.push_back(schema_[i].name);
+  }
+  return names;
 }
 
 H5Table::~H5Table() {
@@ -338,6 +418,12 @@ uint64_t H5Table::size() const {
 
 void H5Table::append(const std::vector<Row>& rows) {
   if (rows.empty()) return;
+  if (const auto absent = absent_columns(); !absent.empty()) {
+    std::string names;
+    for (const auto& n : absent) names += (names.empty() ? "" : ", ") + n;
+    throw Error(file_->path() + ": table '" + name_ + "' was written without the columns " + names +
+                " (an earlier format); rewrite the file with the full schema before appending");
+  }
   std::vector<unsigned char> buffer(rows.size() * row_bytes_);
   for (std::size_t r = 0; r < rows.size(); ++r) {
     DIFFSEARCH_ASSERT(rows[r].size() == schema_.size());
@@ -393,6 +479,10 @@ std::vector<Row> H5Table::read_all() const {
     Row row;
     row.reserve(schema_.size());
     for (std::size_t c = 0; c < schema_.size(); ++c) {
+      if (!in_file_[c]) {
+        row.push_back(*schema_[c].default_when_absent);
+        continue;
+      }
       const unsigned char* p = base + offsets_[c];
       switch (schema_[c].type) {
         case ColumnType::int64: {

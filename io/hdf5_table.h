@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <variant>
 #include <vector>
@@ -12,12 +13,17 @@ namespace diffsearch::io {
 
 enum class ColumnType { int64, float64, string };
 
+using Value = std::variant<int64_t, double, std::string>;  // alternatives in ColumnType's order
+
 struct Column {
   std::string name;
   ColumnType type;
+  // Set for a column added to a format after files were written without it:
+  // reading such a file fills this value in (of the column's type). Unset,
+  // the column is required and a file without it is refused.
+  std::optional<Value> default_when_absent = std::nullopt;
 };
 
-using Value = std::variant<int64_t, double, std::string>;
 using Row = std::vector<Value>;  // one value a column, in schema order
 
 using Schema = std::vector<Column>;
@@ -60,23 +66,35 @@ class H5Table {
  public:
   // Creates the dataset `name` with `schema` (chunked, unlimited).
   static void create(H5File& file, const std::string& name, const Schema& schema);
-  // Opens an existing table; InputError when the file's columns differ from
-  // `schema` (another tool's file, or another format version).
+  // Opens an existing table. Columns are matched by name; InputError, naming
+  // the file and the column, when the file lacks a required column, has one
+  // `schema` does not know (another tool's file, or another format version)
+  // or holds a column in another type. Optional columns the file lacks
+  // read as their default.
   H5Table(H5File& file, const std::string& name, const Schema& schema);
   ~H5Table();
   H5Table(const H5Table&) = delete;
   H5Table& operator=(const H5Table&) = delete;
 
   uint64_t size() const;
+  // Error when the file lacks optional columns: an older file cannot hold
+  // the values; rewrite it with the full schema first.
   void append(const std::vector<Row>& rows);
+  // Rows with every column of the schema, defaults where the file lacks one.
   std::vector<Row> read_all() const;
+
+  // Whether the file holds the column (false for an optional one it lacks).
+  bool has_column(const std::string& column) const;
+  // The optional columns the file lacks, in schema order.
+  std::vector<std::string> absent_columns() const;
 
  private:
   H5File* file_;
   std::string name_;
   Schema schema_;
+  std::vector<bool> in_file_;  // per schema column
   int64_t dataset_ = -1;
-  int64_t memory_type_ = -1;
+  int64_t memory_type_ = -1;  // the columns in the file, at offsets_
   std::vector<std::size_t> offsets_;
   std::size_t row_bytes_ = 0;
 };

@@ -45,12 +45,21 @@ std::string get_str(const nlohmann::json& j, const char* key) {
   return it == j.end() || !it->is_string() ? std::string() : it->get<std::string>();
 }
 
+// Rows written before a column existed: what it would have held.
+int64_t legacy_prompt_end(const EvaluationRow& r) { return r.num_samples; }
+double legacy_gpu_seconds(const EvaluationRow& r) {
+  return std::isfinite(r.started_at) && std::isfinite(r.finished_at) && r.finished_at >= r.started_at
+             ? r.finished_at - r.started_at
+             : std::numeric_limits<double>::quiet_NaN();
+}
+
 Row row_values(const EvaluationRow& r) {
   return Row{r.unit_key, r.space_key, r.baseline_key, r.model, r.sampler, r.steps, r.resolution,
              r.methods, r.setting, r.status, r.error, r.attempt, r.num_samples, r.batch_size,
-             r.seed, r.time_base_s, r.time_acc_s, r.speedup, r.speedup_macs, r.clip_base,
-             r.clip_acc, r.score_loss, r.psnr, r.ssim, r.macs_base, r.macs_acc, r.peak_bytes,
-             r.device, r.host, r.rank, r.started_at, r.finished_at, r.run_id};
+             r.seed, r.prompt_begin, r.prompt_end, r.time_base_s, r.time_acc_s, r.speedup,
+             r.speedup_macs, r.clip_base, r.clip_acc, r.score_loss, r.psnr, r.ssim, r.macs_base,
+             r.macs_acc, r.peak_bytes, r.device, r.host, r.rank, r.started_at, r.finished_at,
+             r.gpu_seconds, r.run_id};
 }
 
 EvaluationRow row_from_values(const Row& v) {
@@ -61,10 +70,12 @@ EvaluationRow row_from_values(const Row& v) {
   r.unit_key = s(0); r.space_key = s(1); r.baseline_key = s(2); r.model = s(3); r.sampler = s(4);
   r.steps = n(5); r.resolution = n(6); r.methods = s(7); r.setting = s(8); r.status = s(9);
   r.error = s(10); r.attempt = n(11); r.num_samples = n(12); r.batch_size = n(13); r.seed = n(14);
-  r.time_base_s = d(15); r.time_acc_s = d(16); r.speedup = d(17); r.speedup_macs = d(18);
-  r.clip_base = d(19); r.clip_acc = d(20); r.score_loss = d(21); r.psnr = d(22); r.ssim = d(23);
-  r.macs_base = n(24); r.macs_acc = n(25); r.peak_bytes = n(26); r.device = s(27); r.host = s(28);
-  r.rank = n(29); r.started_at = d(30); r.finished_at = d(31); r.run_id = s(32);
+  r.prompt_begin = n(15); r.prompt_end = n(16);
+  r.time_base_s = d(17); r.time_acc_s = d(18); r.speedup = d(19); r.speedup_macs = d(20);
+  r.clip_base = d(21); r.clip_acc = d(22); r.score_loss = d(23); r.psnr = d(24); r.ssim = d(25);
+  r.macs_base = n(26); r.macs_acc = n(27); r.peak_bytes = n(28); r.device = s(29); r.host = s(30);
+  r.rank = n(31); r.started_at = d(32); r.finished_at = d(33); r.gpu_seconds = d(34);
+  r.run_id = s(35);
   return r;
 }
 
@@ -146,7 +157,9 @@ ResultsContents contents_from_journal(Journal&& journal) {
   return c;
 }
 
-ResultsContents read_h5(const std::string& path) {
+// `absent_columns`, when given, receives the /evaluations columns the file
+// predates (read as their legacy values).
+ResultsContents read_h5(const std::string& path, std::vector<std::string>* absent_columns = nullptr) {
   H5File file = H5File::open(path, false);
   if (!file.has_attribute("/", "format") || file.string_attribute("/", "format") != kResultsFormat) {
     throw InputError(path + ": an HDF5 file, but not a diffsearch results file (no format=\"" +
@@ -172,7 +185,15 @@ ResultsContents read_h5(const std::string& path) {
     c.runs.push_back({{"run_id", id}, {"attributes", attributes}});
   }
   H5Table evaluations(file, "/evaluations", evaluations_schema());
-  for (const auto& values : evaluations.read_all()) c.rows.push_back(row_from_values(values));
+  const bool has_prompt_end = evaluations.has_column("prompt_end");
+  const bool has_gpu_seconds = evaluations.has_column("gpu_seconds");
+  for (const auto& values : evaluations.read_all()) {
+    EvaluationRow row = row_from_values(values);
+    if (!has_prompt_end) row.prompt_end = legacy_prompt_end(row);
+    if (!has_gpu_seconds) row.gpu_seconds = legacy_gpu_seconds(row);
+    c.rows.push_back(std::move(row));
+  }
+  if (absent_columns) *absent_columns = evaluations.absent_columns();
   H5Table prompts(file, "/prompt_scores", prompt_scores_schema());
   for (const auto& v : prompts.read_all()) {
     const int64_t row = std::get<int64_t>(v[1]);
@@ -221,6 +242,17 @@ void fsync_dir_of(const std::string& path) {
   }
 }
 
+// An HDF5 file of an earlier format (lacking `absent` /evaluations columns)
+// is rewritten with every column, its rows given their legacy values: appends
+// cannot fill columns a table lacks.
+bool predates_columns(const std::string& path, const std::vector<std::string>& absent) {
+  if (absent.empty()) return false;
+  std::string names;
+  for (const auto& n : absent) names += (names.empty() ? "" : ", ") + n;
+  log::info(path + ": written by an earlier diffsearch without the columns " + names + "; rewriting it with them");
+  return true;
+}
+
 int64_t count_prompt_rows(const std::vector<EvaluationRow>& rows) {
   int64_t n = 0;
   for (const auto& r : rows) n += static_cast<int64_t>(r.prompts.size());
@@ -235,6 +267,7 @@ nlohmann::json EvaluationRow::to_json() const {
                       {"resolution", resolution}, {"methods", methods}, {"setting", setting},
                       {"status", status}, {"error", error}, {"attempt", attempt},
                       {"num_samples", num_samples}, {"batch_size", batch_size}, {"seed", seed},
+                      {"prompt_begin", prompt_begin}, {"prompt_end", prompt_end},
                       {"time_base_s", num(time_base_s)}, {"time_acc_s", num(time_acc_s)},
                       {"speedup", num(speedup)}, {"speedup_macs", num(speedup_macs)},
                       {"clip_base", num(clip_base)}, {"clip_acc", num(clip_acc)},
@@ -242,7 +275,7 @@ nlohmann::json EvaluationRow::to_json() const {
                       {"macs_base", macs_base}, {"macs_acc", macs_acc}, {"peak_bytes", peak_bytes},
                       {"device", device}, {"host", host}, {"rank", rank},
                       {"started_at", num(started_at)}, {"finished_at", num(finished_at)},
-                      {"run_id", run_id}};
+                      {"gpu_seconds", num(gpu_seconds)}, {"run_id", run_id}};
   nlohmann::json prompt_list = nlohmann::json::array();
   for (const auto& p : prompts) {
     prompt_list.push_back({p.prompt_index, num(p.clip_base), num(p.clip_acc), num(p.psnr), num(p.ssim)});
@@ -260,6 +293,7 @@ EvaluationRow EvaluationRow::from_json(const nlohmann::json& j) {
   r.setting = get_str(j, "setting"); r.status = get_str(j, "status"); r.error = get_str(j, "error");
   r.attempt = get_int(j, "attempt"); r.num_samples = get_int(j, "num_samples");
   r.batch_size = get_int(j, "batch_size"); r.seed = get_int(j, "seed");
+  r.prompt_begin = get_int(j, "prompt_begin"); r.prompt_end = get_int(j, "prompt_end");
   r.time_base_s = get_num(j, "time_base_s"); r.time_acc_s = get_num(j, "time_acc_s");
   r.speedup = get_num(j, "speedup"); r.speedup_macs = get_num(j, "speedup_macs");
   r.clip_base = get_num(j, "clip_base"); r.clip_acc = get_num(j, "clip_acc");
@@ -268,7 +302,11 @@ EvaluationRow EvaluationRow::from_json(const nlohmann::json& j) {
   r.peak_bytes = get_int(j, "peak_bytes"); r.device = get_str(j, "device");
   r.host = get_str(j, "host"); r.rank = get_int(j, "rank");
   r.started_at = get_num(j, "started_at"); r.finished_at = get_num(j, "finished_at");
-  r.run_id = get_str(j, "run_id");
+  r.gpu_seconds = get_num(j, "gpu_seconds"); r.run_id = get_str(j, "run_id");
+  // Only lines journaled before these keys existed lack them (a NaN
+  // gpu_seconds is written as null, not left out).
+  if (!j.contains("prompt_end")) r.prompt_end = legacy_prompt_end(r);
+  if (!j.contains("gpu_seconds")) r.gpu_seconds = legacy_gpu_seconds(r);
   if (auto it = j.find("prompts"); it != j.end() && it->is_array()) {
     for (const auto& p : *it) {
       if (!p.is_array() || p.size() != 5) continue;
@@ -289,12 +327,18 @@ const Schema& evaluations_schema() {
       {"resolution", T::int64},    {"methods", T::string},      {"setting", T::string},
       {"status", T::string},       {"error", T::string},        {"attempt", T::int64},
       {"num_samples", T::int64},   {"batch_size", T::int64},    {"seed", T::int64},
+      // Columns added after files were written without them: optional on
+      // read. The defaults are placeholders; read_h5 derives the legacy
+      // values (prompt_end = num_samples, gpu_seconds from the times).
+      {"prompt_begin", T::int64, int64_t{0}}, {"prompt_end", T::int64, int64_t{0}},
       {"time_base_s", T::float64}, {"time_acc_s", T::float64},  {"speedup", T::float64},
       {"speedup_macs", T::float64}, {"clip_base", T::float64},  {"clip_acc", T::float64},
       {"score_loss", T::float64},  {"psnr", T::float64},        {"ssim", T::float64},
       {"macs_base", T::int64},     {"macs_acc", T::int64},      {"peak_bytes", T::int64},
       {"device", T::string},       {"host", T::string},         {"rank", T::int64},
-      {"started_at", T::float64},  {"finished_at", T::float64}, {"run_id", T::string}};
+      {"started_at", T::float64},  {"finished_at", T::float64},
+      {"gpu_seconds", T::float64, std::numeric_limits<double>::quiet_NaN()},
+      {"run_id", T::string}};
   return schema;
 }
 
@@ -377,17 +421,20 @@ ResultStore ResultStore::open(const std::string& path, const nlohmann::json& con
       // Still damaged or behind? The journal wins; the HDF5 copy is rebuilt.
       if (have_h5) {
         try {
-          ResultsContents h5 = read_h5(path);
+          std::vector<std::string> absent;
+          ResultsContents h5 = read_h5(path, &absent);
           rebuild = h5.rows.size() != contents.rows.size() || h5.runs.size() != contents.runs.size() ||
-                    count_prompt_rows(h5.rows) != count_prompt_rows(contents.rows);
+                    count_prompt_rows(h5.rows) != count_prompt_rows(contents.rows) ||
+                    predates_columns(path, absent);
         } catch (const InputError& e) {
           log::warn(std::string("rebuilding the HDF5 file from its journal: ") + e.what());
         }
       }
     }
   } else if (have_h5) {
-    contents = read_h5(path);  // InputError for non-HDF5 or another tool's file
-    rebuild = false;
+    std::vector<std::string> absent;
+    contents = read_h5(path, &absent);  // InputError for non-HDF5 or another tool's file
+    rebuild = predates_columns(path, absent);
   }
   if (resume && (have_h5 || journal_has_header)) {
     const auto diff = config_differences(contents.config, config);

@@ -14,12 +14,15 @@
 namespace diffsearch::io {
 
 constexpr const char* kResultsFormat = "diffsearch-results";
+// Columns added since (prompt_begin, prompt_end, gpu_seconds) are additive:
+// files without them still read, with defaults, so the version stays 1. Bump
+// it only for a change that older readers would misread.
 constexpr int64_t kResultsVersion = 1;
 
 // One prompt's scores in one evaluation (a /prompt_scores row; `row` there is
 // the evaluation's row in /evaluations).
 struct PromptScore {
-  int64_t prompt_index = 0;
+  int64_t prompt_index = 0;  // in the search's prompt list, not in the row's range
   double clip_base = 0;
   double clip_acc = 0;
   double psnr = 0;
@@ -41,9 +44,14 @@ struct EvaluationRow {
   std::string status;   // "ok" or "failed"
   std::string error;
   int64_t attempt = 1;
-  int64_t num_samples = 0;
+  int64_t num_samples = 0;  // the search's prompt count, whatever range the row measured
   int64_t batch_size = 0;
   int64_t seed = 0;
+  // The prompts measured: [prompt_begin, prompt_end) of the search's prompt
+  // list. A frontier search measures a setting on nested prefixes in several
+  // rows; a full measurement (and every row of older files) is [0, num_samples).
+  int64_t prompt_begin = 0;
+  int64_t prompt_end = 0;
   double time_base_s = 0;
   double time_acc_s = 0;
   double speedup = 0;
@@ -61,6 +69,10 @@ struct EvaluationRow {
   int64_t rank = 0;
   double started_at = 0;  // seconds since the Unix epoch
   double finished_at = 0;
+  // What the attempt cost: the worker's wall time for the evaluation, or an
+  // evaluator's simulated seconds. Older files: finished_at - started_at
+  // (NaN when either is unknown or they are out of order).
+  double gpu_seconds = 0;
   std::string run_id;
   std::vector<PromptScore> prompts;
 

@@ -4,6 +4,7 @@
 #include "io/results_merge.h"
 
 #include <map>
+#include <utility>
 #include <set>
 
 #include "io/error.h"
@@ -52,6 +53,20 @@ long long units_total(const ResultsContents& c) {
   return -1;
 }
 
+// A frontier search measures a sliver of its units by design: it is done
+// when its strategy has answered every space, which the run record says at
+// the end of a run. Returns {done, all}, or {-1, -1} when no run ended.
+std::pair<long long, long long> spaces_answered(const ResultsContents& c) {
+  for (auto run = c.runs.rbegin(); run != c.runs.rend(); ++run) {
+    const auto& a = (*run)["attributes"];
+    if (a.is_object() && a.contains("spaces") && a["spaces"].is_number_integer() && a.contains("spaces_done") &&
+        a["spaces_done"].is_number_integer()) {
+      return {a["spaces_done"].get<long long>(), a["spaces"].get<long long>()};
+    }
+  }
+  return {-1, -1};
+}
+
 }  // namespace
 
 ResultsContents merge_shards(const std::vector<MergeInput>& inputs, const std::string& merge_run_id,
@@ -93,6 +108,7 @@ ResultsContents merge_shards(const std::vector<MergeInput>& inputs, const std::s
   merged.config = config;
   std::map<std::string, std::string> unit_file, run_file;
   long long total = 0;
+  std::pair<long long, long long> spaces_total{0, 0};  // frontier shards: answered, all
   nlohmann::json merged_from = nlohmann::json::array();
   for (const auto& [index, input] : by_index) {
     const auto& c = input->contents;
@@ -118,9 +134,17 @@ ResultsContents merge_shards(const std::vector<MergeInput>& inputs, const std::s
     if (expected < 0) {
       throw InputError(input->path + ": no run record with units_total; not written by diffsearch search");
     }
-    if (static_cast<long long>(units.size()) < expected) {
-      const std::string what = input->path + " (shard " + name({index, first.count}) + ") holds " +
-                               std::to_string(units.size()) + " of its " + std::to_string(expected) + " units";
+    const bool frontier = c.config.value("strategy", std::string()) == "frontier";
+    const auto [spaces_done, spaces] = spaces_answered(c);
+    const bool unfinished = frontier ? spaces < 0 || spaces_done < spaces
+                                     : static_cast<long long>(units.size()) < expected;
+    if (unfinished) {
+      const std::string what =
+          input->path + " (shard " + name({index, first.count}) + ") " +
+          (frontier ? (spaces < 0 ? std::string("has no finished run")
+                                  : "has answered " + std::to_string(spaces_done) + " of its " + std::to_string(spaces) +
+                                        " spaces")
+                    : "holds " + std::to_string(units.size()) + " of its " + std::to_string(expected) + " units");
       if (!allow_incomplete) {
         throw InputError(what + ": the shard has not finished; resume it (its search command with --resume, or "
                                 "requeue its job) and merge again, or pass --partial to merge what there is");
@@ -128,6 +152,10 @@ ResultsContents merge_shards(const std::vector<MergeInput>& inputs, const std::s
       log::warn(what + "; merging anyway (--partial): distill answers its missing units' tasks not_measured");
     }
     total += expected;
+    if (frontier && spaces >= 0) {
+      spaces_total.first += spaces_done;
+      spaces_total.second += spaces;
+    }
     merged.rows.insert(merged.rows.end(), c.rows.begin(), c.rows.end());
     merged_from.push_back(input->path);
   }
@@ -135,6 +163,10 @@ ResultsContents merge_shards(const std::vector<MergeInput>& inputs, const std::s
   attributes["merged_from"] = merged_from.dump();
   attributes["shards"] = first.count;
   attributes["units_total"] = total;
+  if (spaces_total.second > 0) {
+    attributes["spaces_done"] = spaces_total.first;
+    attributes["spaces"] = spaces_total.second;
+  }
   if (run_file.count(merge_run_id)) throw Error("merge: run id " + merge_run_id + " already in " + run_file[merge_run_id]);
   merged.runs.push_back({{"run_id", merge_run_id}, {"attributes", attributes}});
   return merged;

@@ -61,6 +61,98 @@ TEST(Hdf5Table, OtherColumnsAreRefused) {
   EXPECT_THROW(H5Table(file, "/missing", kSchema), InputError);
 }
 
+// InputError's message, or "" when `open` throws none.
+template <typename Open>
+std::string input_error(Open open) {
+  try {
+    open();
+  } catch (const InputError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(Hdf5Table, ColumnsAreMatchedByNameWithClearErrors) {
+  const fs::path path = temp_path("columns.h5");
+  {
+    H5File file = H5File::create(path.string());
+    // kSchema's columns in another order: still kSchema's table.
+    H5Table::create(file, "/reordered", {{"speedup", ColumnType::float64}, {"key", ColumnType::string},
+                                         {"steps", ColumnType::int64}});
+    H5Table(file, "/reordered", {{"speedup", ColumnType::float64}, {"key", ColumnType::string},
+                                 {"steps", ColumnType::int64}})
+        .append({{2.5, std::string("k"), int64_t{20}}});
+    H5Table::create(file, "/wrong_type", {{"key", ColumnType::string}, {"steps", ColumnType::float64},
+                                          {"speedup", ColumnType::float64}});
+    H5Table::create(file, "/extra", {{"key", ColumnType::string}, {"steps", ColumnType::int64},
+                                     {"speedup", ColumnType::float64}, {"color", ColumnType::string}});
+    H5Table::create(file, "/missing_required", {{"key", ColumnType::string}, {"speedup", ColumnType::float64}});
+  }
+  H5File file = H5File::open(path.string(), false);
+  H5Table reordered(file, "/reordered", kSchema);
+  const auto rows = reordered.read_all();
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(std::get<std::string>(rows[0][0]), "k");
+  EXPECT_EQ(std::get<int64_t>(rows[0][1]), 20);
+  EXPECT_EQ(std::get<double>(rows[0][2]), 2.5);
+
+  std::string m = input_error([&] { H5Table(file, "/wrong_type", kSchema); });
+  EXPECT_NE(m.find(path.string()), std::string::npos) << m;
+  EXPECT_NE(m.find("column 'steps' holds floats where diffsearch writes integers"), std::string::npos) << m;
+  m = input_error([&] { H5Table(file, "/extra", kSchema); });
+  EXPECT_NE(m.find("has a column 'color'"), std::string::npos) << m;
+  m = input_error([&] { H5Table(file, "/missing_required", kSchema); });
+  EXPECT_NE(m.find("has no column 'steps'"), std::string::npos) << m;
+}
+
+// A column added to a format later: files written before it read with the
+// column's default, and are refused appends (they could not hold it).
+TEST(Hdf5Table, OptionalColumnsAnOlderFileLacksReadAsTheirDefault) {
+  const fs::path path = temp_path("older.h5");
+  {
+    H5File file = H5File::create(path.string());
+    H5Table::create(file, "/evaluations", kSchema);
+    H5Table(file, "/evaluations", kSchema)
+        .append({{std::string("a"), int64_t{20}, 1.5}, {std::string("b"), int64_t{50}, 2.5}});
+  }
+  const Schema newer = {{"key", ColumnType::string},
+                        {"begin", ColumnType::int64, int64_t{-1}},
+                        {"steps", ColumnType::int64},
+                        {"note", ColumnType::string, std::string("n/a")},
+                        {"speedup", ColumnType::float64},
+                        {"seconds", ColumnType::float64, 0.5}};
+  {
+    H5File file = H5File::open(path.string(), true);
+    H5Table table(file, "/evaluations", newer);
+    EXPECT_TRUE(table.has_column("steps"));
+    EXPECT_FALSE(table.has_column("begin"));
+    EXPECT_EQ(table.absent_columns(), (std::vector<std::string>{"begin", "note", "seconds"}));
+    const auto rows = table.read_all();
+    ASSERT_EQ(rows.size(), 2u);
+    EXPECT_EQ(rows[1], (Row{std::string("b"), int64_t{-1}, int64_t{50}, std::string("n/a"), 2.5, 0.5}));
+    EXPECT_THROW(table.append({rows[0]}), diffsearch::Error);
+    EXPECT_EQ(table.size(), 2u);
+  }
+  {
+    // Written with every column, the optional ones hold what was written.
+    H5File file = H5File::create(path.string());
+    H5Table::create(file, "/evaluations", newer);
+    H5Table table(file, "/evaluations", newer);
+    EXPECT_TRUE(table.absent_columns().empty());
+    table.append({{std::string("c"), int64_t{4}, int64_t{25}, std::string("x"), 3.5, 9.0}});
+    EXPECT_EQ(table.read_all()[0], (Row{std::string("c"), int64_t{4}, int64_t{25}, std::string("x"), 3.5, 9.0}));
+  }
+  // An optional column is still checked when present.
+  H5File file = H5File::open(path.string(), false);
+  const Schema note_as_int = {{"key", ColumnType::string},  {"begin", ColumnType::int64, int64_t{-1}},
+                              {"steps", ColumnType::int64}, {"note", ColumnType::int64, int64_t{0}},
+                              {"speedup", ColumnType::float64}, {"seconds", ColumnType::float64, 0.5}};
+  const std::string m = input_error([&] { H5Table(file, "/evaluations", note_as_int); });
+  EXPECT_NE(m.find("column 'note' holds variable-length strings where diffsearch writes integers"),
+            std::string::npos)
+      << m;
+}
+
 TEST(Hdf5Table, NonHdf5AndMissingFilesAreClearErrors) {
   const fs::path path = temp_path("garbage.h5");
   std::ofstream(path) << "this is not hdf5";

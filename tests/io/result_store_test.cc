@@ -63,6 +63,9 @@ EvaluationRow make_row(int i, bool ok = true) {
   r.rank = i % 3;
   r.started_at = 1000.0 + i;
   r.finished_at = 1001.0 + i;
+  r.prompt_begin = 0;
+  r.prompt_end = r.num_samples;
+  r.gpu_seconds = 0.5;
   r.run_id = "run-1";
   for (int p = 0; p < 2; ++p) r.prompts.push_back({p, 30.0 + p, 29.5 + p, 35.0, 0.9});
   return r;
@@ -98,6 +101,242 @@ TEST_F(ResultStoreTest, RoundTripThroughHdf5AndJournal) {
   EXPECT_EQ(store.rows().size(), 5u);
   store.close();
   EXPECT_TRUE(fs::exists(path_ + ".journal"));
+}
+
+// A frontier search measures one setting on nested prompt prefixes, a row
+// each; the ranges, the global prompt indices and the GPU-seconds survive
+// the journal, the HDF5 file and a resume from the HDF5 file alone.
+TEST_F(ResultStoreTest, PromptRangesAndGpuSecondsRoundTrip) {
+  const std::vector<std::pair<int64_t, int64_t>> ranges = {{0, 4}, {4, 8}, {8, 16}, {16, 32}};
+  auto frontier_row = [&](std::size_t i) {
+    EvaluationRow r = make_row(7);
+    r.num_samples = 32;
+    r.prompt_begin = ranges[i].first;
+    r.prompt_end = ranges[i].second;
+    r.gpu_seconds = i == 2 ? std::nan("") : 0.75 * static_cast<double>(i + 1);
+    r.prompts.clear();
+    for (int64_t p = r.prompt_begin; p < r.prompt_end; ++p) r.prompts.push_back({p, 30.0, 29.0, 35.0, 0.9});
+    return r;
+  };
+  {
+    auto store = ResultStore::open(path_, config(), false);
+    for (std::size_t i = 0; i < ranges.size(); ++i) store.append(frontier_row(i));
+    store.close();
+  }
+  auto check = [&](const std::vector<EvaluationRow>& rows, const std::string& from) {
+    ASSERT_EQ(rows.size(), ranges.size()) << from;
+    for (std::size_t i = 0; i < ranges.size(); ++i) {
+      const EvaluationRow want = frontier_row(i);
+      const EvaluationRow& r = rows[i];
+      EXPECT_EQ(r.num_samples, 32) << from;
+      EXPECT_EQ(r.prompt_begin, want.prompt_begin) << from;
+      EXPECT_EQ(r.prompt_end, want.prompt_end) << from;
+      if (std::isnan(want.gpu_seconds)) {
+        EXPECT_TRUE(std::isnan(r.gpu_seconds)) << from << ": a NaN stays NaN, not the legacy default";
+      } else {
+        EXPECT_EQ(r.gpu_seconds, want.gpu_seconds) << from;
+      }
+      ASSERT_EQ(r.prompts.size(), want.prompts.size()) << from;
+      for (std::size_t p = 0; p < r.prompts.size(); ++p) {
+        EXPECT_EQ(r.prompts[p].prompt_index, want.prompt_begin + static_cast<int64_t>(p)) << from;
+      }
+    }
+  };
+  check(read_results(path_).rows, "journal");
+  fs::remove(path_ + ".journal");
+  check(read_results(path_).rows, "HDF5");
+  auto store = ResultStore::open(path_, config(), true);
+  check(store.rows(), "resumed from HDF5");
+  store.close();
+  check(read_results(path_).rows, "recreated journal");
+}
+
+// Journal lines written before prompt_begin, prompt_end and gpu_seconds
+// existed: the row covered every prompt, and cost its wall time.
+TEST_F(ResultStoreTest, JournalLinesWithoutTheNewKeysGetDefaults) {
+  ResultStore::open(path_, config(), false).close();
+  auto old_line = [](EvaluationRow r) {
+    nlohmann::json j = r.to_json();
+    j.erase("prompt_begin");
+    j.erase("prompt_end");
+    j.erase("gpu_seconds");
+    j["kind"] = "evaluation";
+    return j.dump() + "\n";
+  };
+  EvaluationRow clock_went_back = make_row(1);
+  clock_went_back.finished_at = clock_went_back.started_at - 5;
+  EvaluationRow never_started = make_row(2, false);
+  never_started.started_at = std::nan("");
+  {
+    std::ofstream journal(path_ + ".journal", std::ios::app);
+    journal << old_line(make_row(0)) << old_line(clock_went_back) << old_line(never_started);
+  }
+  auto check = [](const std::vector<EvaluationRow>& rows, const std::string& from) {
+    ASSERT_EQ(rows.size(), 3u) << from;
+    for (const auto& r : rows) {
+      EXPECT_EQ(r.prompt_begin, 0) << from;
+      EXPECT_EQ(r.prompt_end, 4) << from << ": num_samples";
+    }
+    EXPECT_EQ(rows[0].gpu_seconds, 1.0) << from << ": finished_at - started_at";
+    EXPECT_TRUE(std::isnan(rows[1].gpu_seconds)) << from << ": finished before it started";
+    EXPECT_TRUE(std::isnan(rows[2].gpu_seconds)) << from << ": no start time";
+  };
+  check(read_results(path_).rows, "journal");
+  // Resuming rebuilds the HDF5 file (behind its journal) with the defaults.
+  auto store = ResultStore::open(path_, config(), true);
+  check(store.rows(), "resumed");
+  store.close();
+  fs::remove(path_ + ".journal");
+  check(read_results(path_).rows, "rebuilt HDF5");
+
+  // A null gpu_seconds is a NaN that was written, not an old line.
+  nlohmann::json j = make_row(0).to_json();
+  j["gpu_seconds"] = nullptr;
+  EXPECT_TRUE(std::isnan(EvaluationRow::from_json(j).gpu_seconds));
+}
+
+// A results file as the previous version wrote it: /evaluations without
+// prompt_begin, prompt_end and gpu_seconds (and a journal, when `journal`,
+// of lines without them).
+void write_old_format_file(const std::string& path, const std::vector<EvaluationRow>& rows, bool journal) {
+  Schema old_schema;
+  for (const auto& c : evaluations_schema()) {
+    if (c.name != "prompt_begin" && c.name != "prompt_end" && c.name != "gpu_seconds") {
+      old_schema.push_back({c.name, c.type});
+    }
+  }
+  ASSERT_EQ(old_schema.size(), 33u);
+  // The columns' values by name, from the journal form (null is NaN).
+  std::vector<Row> eval_rows, prompt_rows;
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    const nlohmann::json j = rows[i].to_json();
+    Row values;
+    for (const auto& c : old_schema) {
+      const auto& v = j.at(c.name);
+      if (c.type == ColumnType::string) values.emplace_back(v.get<std::string>());
+      if (c.type == ColumnType::int64) values.emplace_back(v.get<int64_t>());
+      if (c.type == ColumnType::float64) values.emplace_back(v.is_null() ? std::nan("") : v.get<double>());
+    }
+    eval_rows.push_back(values);
+    for (const auto& p : rows[i].prompts) {
+      prompt_rows.push_back(Row{rows[i].unit_key, static_cast<int64_t>(i), p.prompt_index, p.clip_base,
+                                p.clip_acc, p.psnr, p.ssim});
+    }
+  }
+  H5File file = H5File::create(path);
+  file.set_attribute("/", "format", kResultsFormat);
+  file.set_attribute("/", "version", int64_t{1});
+  file.set_attribute("/", "config", config().dump());
+  H5Table::create(file, "/evaluations", old_schema);
+  H5Table(file, "/evaluations", old_schema).append(eval_rows);
+  H5Table::create(file, "/prompt_scores", prompt_scores_schema());
+  H5Table(file, "/prompt_scores", prompt_scores_schema()).append(prompt_rows);
+  file.create_group("/runs");
+  file.flush();
+  if (journal) {
+    std::ofstream out(path + ".journal");
+    out << nlohmann::json{{"kind", "header"}, {"format", kResultsFormat}, {"version", 1}, {"config", config()}}
+               .dump()
+        << "\n";
+    for (const auto& r : rows) {
+      nlohmann::json j = r.to_json();
+      j.erase("prompt_begin");
+      j.erase("prompt_end");
+      j.erase("gpu_seconds");
+      j["kind"] = "evaluation";
+      out << j.dump() << "\n";
+    }
+  }
+}
+
+TEST_F(ResultStoreTest, ReadsHdf5WrittenBeforeTheNewColumns) {
+  EvaluationRow never_started = make_row(1, false);
+  never_started.started_at = std::nan("");
+  write_old_format_file(path_, {make_row(0), never_started}, /*journal=*/false);
+  auto check_old = [](const std::vector<EvaluationRow>& rows, const std::string& from) {
+    ASSERT_GE(rows.size(), 2u) << from;
+    EXPECT_EQ(rows[0].unit_key, make_row(0).unit_key) << from;
+    EXPECT_EQ(rows[0].speedup_macs, 2.0) << from;
+    EXPECT_EQ(rows[0].run_id, "run-1") << from;
+    for (std::size_t i = 0; i < 2; ++i) {
+      EXPECT_EQ(rows[i].prompt_begin, 0) << from;
+      EXPECT_EQ(rows[i].prompt_end, 4) << from << ": num_samples";
+      ASSERT_EQ(rows[i].prompts.size(), 2u) << from;
+      EXPECT_EQ(rows[i].prompts[1].prompt_index, 1) << from;
+    }
+    EXPECT_EQ(rows[0].gpu_seconds, 1.0) << from << ": finished_at - started_at";
+    EXPECT_TRUE(std::isnan(rows[1].gpu_seconds)) << from;
+  };
+  const auto old = read_results(path_);
+  EXPECT_FALSE(old.from_journal);
+  check_old(old.rows, "old HDF5");
+
+  // Resuming rewrites it with every column, so new rows can be appended.
+  EvaluationRow frontier = make_row(2);
+  frontier.prompt_begin = 4;
+  frontier.prompt_end = 8;
+  frontier.gpu_seconds = 2.5;
+  {
+    auto store = ResultStore::open(path_, config(), true);
+    check_old(store.rows(), "resumed");
+    store.append(frontier);
+    store.close();
+  }
+  {
+    H5File file = H5File::open(path_, false);
+    EXPECT_TRUE(H5Table(file, "/evaluations", evaluations_schema()).absent_columns().empty());
+  }
+  fs::remove(path_ + ".journal");
+  const auto upgraded = read_results(path_);
+  check_old(upgraded.rows, "upgraded HDF5");
+  ASSERT_EQ(upgraded.rows.size(), 3u);
+  EXPECT_EQ(upgraded.rows[2].prompt_begin, 4);
+  EXPECT_EQ(upgraded.rows[2].prompt_end, 8);
+  EXPECT_EQ(upgraded.rows[2].gpu_seconds, 2.5);
+}
+
+// The previous version's file and journal together: the journal is current,
+// but the HDF5 file is rewritten with the new columns all the same.
+TEST_F(ResultStoreTest, ResumesAnOldFileWithItsOldJournal) {
+  write_old_format_file(path_, {make_row(0), make_row(1)}, /*journal=*/true);
+  {
+    auto store = ResultStore::open(path_, config(), true);
+    ASSERT_EQ(store.rows().size(), 2u);
+    EXPECT_EQ(store.rows()[1].prompt_end, 4);
+    EXPECT_EQ(store.rows()[1].gpu_seconds, 1.0);
+    store.append(make_row(2));
+    store.close();
+  }
+  EXPECT_EQ(read_results(path_).rows.size(), 3u);
+  fs::remove(path_ + ".journal");
+  const auto h5 = read_results(path_);
+  ASSERT_EQ(h5.rows.size(), 3u);
+  EXPECT_EQ(h5.rows[0].prompt_end, 4);
+  EXPECT_EQ(h5.rows[0].gpu_seconds, 1.0);
+}
+
+TEST_F(ResultStoreTest, ColumnOfTheWrongTypeNamesFileAndColumn) {
+  Schema schema = evaluations_schema();
+  {
+    H5File file = H5File::create(path_);
+    file.set_attribute("/", "format", kResultsFormat);
+    file.set_attribute("/", "version", int64_t{1});
+    file.set_attribute("/", "config", config().dump());
+    for (auto& c : schema) {
+      if (c.name == "gpu_seconds") c.type = ColumnType::string;
+    }
+    H5Table::create(file, "/evaluations", schema);
+    H5Table::create(file, "/prompt_scores", prompt_scores_schema());
+  }
+  try {
+    read_results(path_);
+    FAIL() << "expected InputError";
+  } catch (const InputError& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find(path_), std::string::npos) << m;
+    EXPECT_NE(m.find("'gpu_seconds'"), std::string::npos) << m;
+  }
+  EXPECT_THROW(ResultStore::open(path_, config(), true), InputError);
 }
 
 TEST_F(ResultStoreTest, ExistingFileNeedsResume) {
@@ -230,6 +469,8 @@ TEST_F(ResultStoreTest, PandasAndH5pyReadTheFile) {
                            "assert df['unit_key'][2].decode() .endswith('{\"x\":2}'), df['unit_key'][2]\n"
                            "assert df['status'][1] == b'failed'\n"
                            "assert df['speedup_macs'][3] == 5.0\n"
+                           "assert df['prompt_begin'][3] == 0 and df['prompt_end'][3] == 4\n"
+                           "assert df['gpu_seconds'][3] == 0.5\n"
                            "p = pandas.DataFrame(f['prompt_scores'][:])\n"
                            "assert len(p) == 8 and p['row'].max() == 3\n"
                            "assert f.attrs['format'] == 'diffsearch-results'\n"

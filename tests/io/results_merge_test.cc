@@ -91,6 +91,46 @@ TEST(ResultsMerge, MergedFileReadsBackLikeAnyResultsFile) {
   fs::remove_all(dir);
 }
 
+// A frontier search's rows (one unit measured on nested prompt prefixes) keep
+// their prompt ranges, global prompt indices and GPU-seconds through the
+// merge and the merged file.
+TEST(ResultsMerge, KeepsPromptRangesAndGpuSeconds) {
+  auto a = shard("a.h5", 0, 2, {}, 1);
+  const std::vector<std::pair<int64_t, int64_t>> ranges = {{0, 4}, {4, 8}, {8, 16}};
+  for (std::size_t i = 0; i < ranges.size(); ++i) {
+    EvaluationRow r = row("u1");
+    r.num_samples = 16;
+    r.prompt_begin = ranges[i].first;
+    r.prompt_end = ranges[i].second;
+    r.gpu_seconds = 1.25 * static_cast<double>(i + 1);
+    r.prompts.clear();
+    for (int64_t p = r.prompt_begin; p < r.prompt_end; ++p) r.prompts.push_back({p, 30.0, 29.0, 20.0, 0.8});
+    a.contents.rows.push_back(r);
+  }
+  const auto b = shard("b.h5", 1, 2, {"u2"}, 1);
+  const auto merged = merge_shards({b, a}, "merge-1", {});
+  const fs::path dir = fs::temp_directory_path() / ("results_merge_ranges_test_" + std::to_string(getpid()));
+  fs::create_directories(dir);
+  const std::string path = (dir / "all.h5").string();
+  write_results_h5(path, merged);
+  const auto back = read_results(path);
+  fs::remove_all(dir);
+  for (const auto* c : {&merged, &back}) {
+    ASSERT_EQ(c->rows.size(), 4u);
+    for (std::size_t i = 0; i < ranges.size(); ++i) {
+      const auto& r = c->rows[i];
+      EXPECT_EQ(r.num_samples, 16);
+      EXPECT_EQ(r.prompt_begin, ranges[i].first);
+      EXPECT_EQ(r.prompt_end, ranges[i].second);
+      EXPECT_EQ(r.gpu_seconds, 1.25 * static_cast<double>(i + 1));
+      ASSERT_EQ(r.prompts.size(), static_cast<std::size_t>(r.prompt_end - r.prompt_begin));
+      EXPECT_EQ(r.prompts.front().prompt_index, r.prompt_begin) << "the global index in the prompt list";
+      EXPECT_EQ(r.prompts.back().prompt_index, r.prompt_end - 1);
+    }
+    EXPECT_EQ(c->rows[3].unit_key, "u2");
+  }
+}
+
 TEST(ResultsMerge, RefusesWhatIsNotOneSearchsShards) {
   const auto a = shard("a.h5", 0, 2, {"u1"}, 1);
   const auto b = shard("b.h5", 1, 2, {"u2"}, 1);
