@@ -175,6 +175,39 @@ Plan make_plan(const std::vector<Task>& tasks, const PlanOptions& options) {
   return plan;
 }
 
+std::size_t component_space(const Plan& plan, std::size_t space, Method method) {
+  const auto& combo = plan.spaces[space];
+  for (std::size_t s = 0; s < plan.spaces.size(); ++s) {
+    const auto& c = plan.spaces[s];
+    if (c.baseline == combo.baseline && c.methods.size() == 1 && c.methods[0] == method) return s;
+  }
+  return kNoSpace;
+}
+
+bool worth_fronts(const PlannedSpace& space, double min_ratio) {
+  if (space.methods.size() < 2) return false;
+  double parts = 0;
+  for (const auto& c : space.choices) parts += static_cast<double>(c.size());
+  return static_cast<double>(space.size) > min_ratio * parts;
+}
+
+void add_component_spaces(Plan& plan, double min_ratio) {
+  const std::size_t planned = plan.spaces.size();
+  for (std::size_t s = 0; s < planned; ++s) {
+    if (!worth_fronts(plan.spaces[s], min_ratio)) continue;
+    for (std::size_t m = 0; m < plan.spaces[s].methods.size(); ++m) {
+      const Method method = plan.spaces[s].methods[m];
+      if (component_space(plan, s, method) != kNoSpace) continue;
+      PlannedSpace single = plan.spaces[s];
+      single.methods = {method};
+      single.choices = {plan.spaces[s].choices[m]};
+      single.size = single.choices[0].size();
+      single.tasks.clear();
+      plan.spaces.push_back(std::move(single));
+    }
+  }
+}
+
 Balance assign_lpt(const Plan& plan, int workers) {
   if (workers < 1) {
     throw InputError("workers " + std::to_string(workers) + ": expected at least 1");

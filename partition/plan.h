@@ -98,6 +98,20 @@ constexpr std::size_t kNoSpace = static_cast<std::size_t>(-1);
 // Duplicate tasks (same key) are kept once, with a warning.
 Plan make_plan(const std::vector<Task>& tasks, const PlanOptions& options = {});
 
+// Whether the combination `space` is worth seeding from its methods' fronts:
+// it has more than `min_ratio` times as many settings as its methods' spaces
+// together (else measuring the methods alone costs about what the whole
+// combination does).
+bool worth_fronts(const PlannedSpace& space, double min_ratio);
+// Adds, for every space of several methods worth_fronts, the single-method
+// spaces of its methods on the same baseline where the tasks did not already
+// plan them: the frontier strategy seeds a combination from its methods'
+// fronts. Added spaces have no tasks and no entries in `units` (nobody asked
+// them; only the strategy measures them). Deterministic.
+void add_component_spaces(Plan& plan, double min_ratio);
+// The single-method space of `method` on `space`'s baseline; kNoSpace if none.
+std::size_t component_space(const Plan& plan, std::size_t space, Method method);
+
 // Static assignment of every baseline and unit to `workers` workers, longest
 // processing time first (ties: baselines, then units in plan order; the
 // least-loaded worker with the lowest index takes the next job).

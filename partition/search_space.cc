@@ -214,24 +214,24 @@ void apply_overrides(MethodSpace& space, const MethodSpace& overrides, Model mod
 
 const std::vector<ParamSpec>& method_params(Method method) {
   static const std::vector<ParamSpec> deepcache = {
-      {"cache_interval", ParamType::Int, 1, kMaxSteps},
-      {"cache_branch_id", ParamType::Int, 0, 11},
+      {"cache_interval", ParamType::Int, 1, kMaxSteps, false, +1},
+      {"cache_branch_id", ParamType::Int, 0, 11, false, -1},
   };
   static const std::vector<ParamSpec> tgate = {
-      {"gate_step", ParamType::Int, 1, kMaxSteps},
+      {"gate_step", ParamType::Int, 1, kMaxSteps, false, -1},
       {"sp_interval", ParamType::Int, 1, kMaxSteps},
       {"fi_interval", ParamType::Int, 1, kMaxSteps},
-      {"warm_up", ParamType::Int, 0, kMaxSteps},
+      {"warm_up", ParamType::Int, 0, kMaxSteps, false, -1},
   };
   static const std::vector<ParamSpec> tome = {
-      {"ratio", ParamType::Double, 0.0, 1.0, true},
-      {"max_downsample", ParamType::Int, 1, 8},
+      {"ratio", ParamType::Double, 0.0, 1.0, true, +1},
+      {"max_downsample", ParamType::Int, 1, 8, false, +1},
       {"sx", ParamType::Int, 1, 8},
       {"sy", ParamType::Int, 1, 8},
       {"use_rand", ParamType::Bool, 0, 1},
-      {"merge_attn", ParamType::Bool, 0, 1},
-      {"merge_crossattn", ParamType::Bool, 0, 1},
-      {"merge_mlp", ParamType::Bool, 0, 1},
+      {"merge_attn", ParamType::Bool, 0, 1, false, +1},
+      {"merge_crossattn", ParamType::Bool, 0, 1, false, +1},
+      {"merge_mlp", ParamType::Bool, 0, 1, false, +1},
   };
   switch (method) {
     case Method::DeepCache: return deepcache;

@@ -39,6 +39,10 @@ struct ParamSpec {
   double min;  // inclusive
   double max;  // inclusive, unless max_exclusive
   bool max_exclusive = false;
+  // Which way the setting gets more aggressive (more speed, more quality
+  // loss): +1 as the value grows, -1 as it shrinks, 0 undeclared. The
+  // frontier search's dominance rule (docs/search.md) reads it.
+  int aggressive = 0;
 };
 // In enumeration order (the first parameter varies slowest).
 const std::vector<ParamSpec>& method_params(Method method);
