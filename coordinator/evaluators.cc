@@ -1,5 +1,6 @@
 // The null and fake evaluators and the registry that picks an evaluator by
-// name; the engine's lives in the worker library and is registered by the CLI.
+// name; synthetic and replay have files of their own, and the engine's lives
+// in the worker library and is registered by the CLI.
 #include "coordinator/evaluators.h"
 
 #include <chrono>
@@ -7,6 +8,8 @@
 #include <stdexcept>
 #include <thread>
 
+#include "coordinator/evaluator_replay.h"
+#include "coordinator/evaluator_synthetic.h"
 #include "io/error.h"
 
 namespace diffsearch::coordinator {
@@ -130,13 +133,17 @@ std::unique_ptr<worker::Evaluator> make_evaluator(const std::string& spec, int r
   const std::string options = spec.size() > kind.size() ? spec.substr(kind.size() + 1) : "";
   if (kind == "null") return std::make_unique<NullEvaluator>();
   if (kind == "fake") return std::make_unique<FakeEvaluator>(options, rank);
+  if (kind == "synthetic") return std::make_unique<SyntheticEvaluator>(options);
+  if (kind == "replay") return std::make_unique<ReplayEvaluator>(options);
   if (kind == "engine") {
     if (!engine_factory()) {
       throw InputError("--evaluator engine: this diffsearch was built without the engine evaluator");
     }
     return engine_factory()();
   }
-  throw InputError("--evaluator \"" + spec + "\": expected engine, null or fake[:options]");
+  throw InputError("--evaluator \"" + spec +
+                   "\": expected engine, null, fake[:options], synthetic[:seed=S,noise=X,bumps=Y,jitter=J] "
+                   "or replay:FILE.h5");
 }
 
 bool is_out_of_memory(const std::string& message) {

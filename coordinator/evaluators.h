@@ -1,6 +1,7 @@
-// Choosing the evaluator a search runs (`--evaluator engine|null|fake[:...]`):
-// the engine's, registered by the executable, and two that compute nothing,
-// for the coordinator's tests and benchmarks.
+// Choosing the evaluator a search runs (`--evaluator engine|null|fake[:...]|
+// synthetic[:...]|replay:FILE`): the engine's, registered by the executable,
+// two that compute nothing, for the coordinator's tests and benchmarks, and
+// two that simulate a GPU (coordinator/evaluator_synthetic.h, evaluator_replay.h).
 #pragma once
 
 #include <functional>
@@ -62,7 +63,8 @@ using EvaluatorFactory = std::function<std::unique_ptr<worker::Evaluator>()>;
 // this library does not link libtorch.
 void register_engine_evaluator(EvaluatorFactory factory);
 
-// "engine", "null", or "fake[:options]"; InputError for anything else.
+// "engine", "null", "fake[:options]", "synthetic[:options]" or
+// "replay:FILE.h5" (docs/evaluators.md); InputError for anything else.
 std::unique_ptr<worker::Evaluator> make_evaluator(const std::string& spec, int rank);
 // The kind part of a spec ("fake" for "fake:fail_rank=1").
 std::string evaluator_kind(const std::string& spec);

@@ -148,7 +148,7 @@ class EngineEvaluator final : public Evaluator {
   static std::string baseline_key(const MeasurementUnit& unit) {
     std::ostringstream key;
     key << unit.model_dir << "|" << partition::sampler_slug(unit.sampler) << "|" << unit.steps << "|"
-        << unit.height << "x" << unit.width << "|" << unit.seed << "|" << unit.batch_size << "|"
+        << unit.height << "x" << unit.width << "|" << unit.seed << "+" << unit.first_prompt << "|" << unit.batch_size << "|"
         << unit.guidance << "|" << unit.dtype << "|" << unit.device << "|";
     for (const auto& p : unit.prompts) key << p.size() << ":" << p;
     return key.str();
@@ -173,11 +173,11 @@ class EngineEvaluator final : public Evaluator {
       // Each image has its own seed, so it does not depend on its batch.
       std::vector<at::Tensor> starts;
       for (int64_t i = begin; i < end; ++i) {
-        starts.push_back(pipeline.seeded_latents(1, height, width, unit.seed + static_cast<uint64_t>(i)));
+        starts.push_back(pipeline.seeded_latents(1, height, width, unit.seed + static_cast<uint64_t>(unit.first_prompt + i)));
       }
       request.latents = at::cat(starts, 0);
       engine::macs::reset();
-      engine::SampleOutput sample = runner.run(request, specs, unit.seed + static_cast<uint64_t>(begin));
+      engine::SampleOutput sample = runner.run(request, specs, unit.seed + static_cast<uint64_t>(unit.first_prompt + begin));
       if (macs) *macs += engine::macs::total();
       engine::device_synchronize(options);
       return sample.images;

@@ -4,6 +4,8 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
+#include <optional>
 #include <map>
 #include <memory>
 #include <string>
@@ -19,6 +21,8 @@ namespace diffsearch::worker {
 // What is measured. The baseline part (everything but `setting`) is shared by
 // every setting of the same model, sampler, steps, size, prompts and seeds.
 struct MeasurementUnit {
+  std::string unit_key;   // names the unit in results files ("<space key>/<setting key>")
+  partition::Model model = partition::Model::SD15;
   std::string model_dir;  // diffusers folder
   std::string clip_dir;   // CLIPModel folder for scoring
   partition::SamplerKind sampler = partition::SamplerKind::DDIM;
@@ -26,7 +30,11 @@ struct MeasurementUnit {
   int height = 0;  // pixels; 0: the model's default
   int width = 0;
   std::vector<std::string> prompts;  // one image each
-  uint64_t seed = 0;                 // image i starts from seed + i
+  // The index of prompts[0] in the search's prompt list: a unit may measure a
+  // range of it (the frontier strategy's rounds), and image i starts from
+  // seed + first_prompt + i, so a range gives the images the whole list would.
+  int first_prompt = 0;
+  uint64_t seed = 0;
   int batch_size = 8;
   double guidance = 7.5;
   partition::Setting setting;  // empty: the baseline alone
@@ -55,6 +63,9 @@ struct EvaluationRecord {
   double psnr_mean = 0;
   double ssim_mean = 0;
   std::string device_name;
+  // Evaluators that simulate a GPU (synthetic, replay): the GPU-seconds the
+  // unit would have cost. NaN: the search times the evaluation itself.
+  double simulated_seconds = std::numeric_limits<double>::quiet_NaN();
 
   nlohmann::json to_json() const;
 };
@@ -71,6 +82,10 @@ class Evaluator {
   // How runs on `device` are timed when not plainly (eagerly): "CUDA graphs"
   // when the engine replays captured samples. Recorded with the device.
   virtual std::string timing(const std::string& device) { return ""; }
+  // The GPU-seconds measuring `unit` would cost, known without measuring it
+  // (synthetic and replay evaluators); nullopt where only a run can tell.
+  // What the exhaustive strategy would spend is summed from it.
+  virtual std::optional<double> estimate_seconds(const MeasurementUnit& unit) { return std::nullopt; }
 };
 
 // Runs the diffusion engine. Keeps loaded pipelines, the CLIP scorer and
