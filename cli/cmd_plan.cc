@@ -8,7 +8,13 @@
 #include <vector>
 
 #include "cli/command.h"
+#include "cli/strategy_options.h"
+#include "coordinator/accounting.h"
+#include "coordinator/evaluators.h"
+#include "coordinator/simulate.h"
 #include "io/error.h"
+#include "io/json_file.h"
+#include "io/prompts.h"
 #include "partition/grid.h"
 #include "partition/plan.h"
 
@@ -24,6 +30,7 @@ struct PlanArgs {
   int samples = 32;
   std::vector<std::string> resolutions;
   bool json = false;
+  StrategyArgs strategy;
 };
 
 std::map<partition::Model, int> parse_resolutions(const std::vector<std::string>& specs) {
@@ -42,6 +49,40 @@ std::map<partition::Model, int> parse_resolutions(const std::vector<std::string>
     out[model] = std::stoi(px);
   }
   return out;
+}
+
+// The frontier strategy's cost, estimated by running it on the synthetic
+// landscape (the evaluator's defaults) over this plan: its share of the
+// exhaustive simulated seconds, applied to the planner's estimate.
+struct FrontierEstimate {
+  double share = 0;  // frontier seconds / exhaustive seconds
+  std::size_t items = 0;
+  std::size_t images = 0;
+};
+
+FrontierEstimate estimate_frontier(const std::vector<partition::Task>& tasks, const PlanArgs& args) {
+  coordinator::SearchOptions o;
+  o.tasks = tasks;
+  o.samples = args.samples;
+  o.resolution = parse_resolutions(args.resolutions);
+  if (!args.space_file.empty()) {
+    o.space_json = io::read_json_file(args.space_file, "search space");
+    o.space_source = args.space_file;
+  }
+  o.prompts = io::prompts_or_default("");
+  o.evaluator = "synthetic";
+  o.speed_measure = "wall";
+  o.strategy = "frontier";
+  o.frontier = frontier_options(args.strategy, args.samples);
+  const coordinator::SearchPlan plan = coordinator::make_search_plan(o);
+  auto evaluator = coordinator::make_evaluator(o.evaluator, 0);
+  const auto sim = coordinator::simulate_search(o, plan, *evaluator, /*keep_prompts=*/false);
+  const double exhaustive = coordinator::exhaustive_gpu_seconds(o, plan, evaluator.get(), {});
+  FrontierEstimate e;
+  e.share = exhaustive > 0 ? sim.gpu_seconds / exhaustive : 1.0;
+  e.items = sim.items;
+  e.images = sim.prompts;
+  return e;
 }
 
 int run_plan(const PlanArgs& args) {
@@ -80,6 +121,10 @@ int run_plan(const PlanArgs& args) {
     m.cost += b.cost;
   }
   const double gpu_hours = plan.total_cost * partition::kSecondsPerCostUnit / 3600.0;
+  frontier_options(args.strategy, args.samples);  // checks the options either way
+  const bool frontier = args.strategy.strategy == "frontier";
+  FrontierEstimate fe;
+  if (frontier) fe = estimate_frontier(tasks, args);
 
   if (args.json) {
     nlohmann::json j;
@@ -96,6 +141,13 @@ int run_plan(const PlanArgs& args) {
     j["units_cost"] = plan.units_cost;
     j["baselines_cost"] = plan.baselines_cost;
     j["gpu_hours_h200_eager"] = gpu_hours;
+    j["strategy"] = args.strategy.strategy;
+    if (frontier) {
+      j["frontier_share"] = fe.share;
+      j["frontier_gpu_hours_h200_eager"] = gpu_hours * fe.share;
+      j["frontier_simulated_items"] = fe.items;
+      j["frontier_estimate_method"] = "simulated on --evaluator synthetic (default landscape)";
+    }
     j["workers"] = balance.workers;
     j["max_load"] = balance.max_load;
     j["mean_load"] = balance.mean_load;
@@ -119,7 +171,7 @@ int run_plan(const PlanArgs& args) {
               plan.baselines.size());
   std::printf("samples per unit: %d\n", plan.samples);
   std::printf(
-      "estimated cost: %.0f cost units (1 = one SD1.5 512px UNet step with CFG on one "
+      "estimated cost if measured exhaustively: %.0f cost units (1 = one SD1.5 512px UNet step with CFG on one "
       "image), about %.1f GPU-hours on one H200 in eager PyTorch\n",
       plan.total_cost, gpu_hours);
   for (const auto& [model, m] : per_model) {
@@ -127,6 +179,13 @@ int run_plan(const PlanArgs& args) {
                 partition::model_name(model).c_str(), m.spaces,
                 static_cast<unsigned long long>(m.units), m.baselines, m.cost,
                 plan.total_cost > 0 ? 100.0 * m.cost / plan.total_cost : 0.0);
+  }
+  if (frontier) {
+    std::printf(
+        "frontier strategy (the default): about %.1f GPU-hours, %.2f%% of exhaustive (%.0fx less), estimated by "
+        "running it on the synthetic landscape over this plan (%zu items, %zu images); a real landscape's noise and "
+        "shape move this (docs/search.md)\n",
+        gpu_hours * fe.share, 100 * fe.share, fe.share > 0 ? 1 / fe.share : 0.0, fe.items, fe.images);
   }
   std::printf(
       "balance over %d workers (longest processing time first): max load %.0f, mean "
@@ -161,7 +220,8 @@ Runner setup_plan(CLI::App& sub) {
                  "MODEL=PIXELS, repeatable (defaults SD1.5=512, SD2.1=768, SDXL=1024)")
       ->type_name("MODEL=PX");
   sub.add_flag("--json", args->json, "Print the summary as one JSON object");
-  sub.footer("Example:\n  diffsearch plan --grid 4 --workers 8   # 162 method spaces");
+  add_strategy_options(sub, args->strategy);
+  sub.footer("Example:\n  diffsearch plan --grid 4 --workers 8   # 162 method spaces, and the frontier strategy's cost");
   return [args]() { return run_plan(*args); };
 }
 

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "cli/command.h"
+#include "cli/strategy_options.h"
 #include "coordinator/search.h"
 #include "io/error.h"
 #include "io/json_file.h"
@@ -43,6 +44,7 @@ struct SearchArgs {
   std::vector<std::string> resolutions;
   bool resume = false;
   std::string evaluator = "engine";
+  StrategyArgs strategy;
   int max_attempts = 3;
   double unit_deadline_s = 3600;
   double progress_interval_s = 5;
@@ -161,6 +163,8 @@ coordinator::SearchOptions build_options(const SearchArgs& a) {
   o.out = a.out;
   o.resume = a.resume;
   o.evaluator = a.evaluator;
+  o.strategy = a.strategy.strategy;
+  o.frontier = frontier_options(a.strategy, a.num_samples);
   o.max_attempts = a.max_attempts;
   o.unit_deadline_s = a.unit_deadline_s;
   o.progress_interval_s = a.progress_interval_s;
@@ -223,8 +227,11 @@ Runner setup_search(CLI::App& sub) {
                  "MODEL=PIXELS, repeatable (defaults SD1.5=512, SD2.1=768, SDXL=1024)")
       ->type_name("MODEL=PX");
   sub.add_flag("--resume", a->resume, "Continue an interrupted results file, skipping what it holds");
+  add_strategy_options(sub, a->strategy);
   auto hidden = "";  // test and benchmark knobs, not for users
-  sub.add_option("--evaluator", a->evaluator, "engine, null, fake[:options]")->group(hidden);
+  sub.add_option("--evaluator", a->evaluator,
+                 "engine (default), synthetic[:seed=S,noise=X,bumps=Y] (a simulated landscape, no GPU), "
+                 "replay:FILE.h5 (answers from a recorded exhaustive run), null, fake[:options] (docs/evaluators.md)");
   sub.add_option("--max-attempts", a->max_attempts, "Attempts per unit before recording it failed")
       ->check(CLI::Range(1, 100))->group(hidden);
   sub.add_option("--unit-deadline", a->unit_deadline_s, "Seconds before a silent worker is treated as lost")

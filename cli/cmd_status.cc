@@ -42,13 +42,33 @@ int run_status(const StatusArgs& a) {
   long long total = -1;
   if (!contents.runs.empty()) {
     const auto& attrs = contents.runs.back()["attributes"];
-    if (attrs.contains("units_total")) total = attrs["units_total"].get<long long>();
+    if (attrs.contains("units_total") && attrs["units_total"].is_number()) total = attrs["units_total"].get<long long>();
+  }
+  // What the strategy spent, and what exhaustive would have on the same
+  // plan (rank 0 writes the estimate into the run record as a run ends).
+  const std::string strategy = contents.config.value("strategy", std::string("exhaustive"));
+  double gpu_seconds = 0;
+  for (const auto& r : contents.rows) {
+    if (std::isfinite(r.gpu_seconds)) gpu_seconds += r.gpu_seconds;
+  }
+  nlohmann::json exhaustive = nullptr, spaces_done = nullptr, spaces = nullptr;
+  for (const auto& run : contents.runs) {
+    const auto& attrs = run["attributes"];
+    if (attrs.contains("gpu_seconds_exhaustive") && attrs["gpu_seconds_exhaustive"].is_number()) {
+      exhaustive = attrs["gpu_seconds_exhaustive"];
+    }
+    if (attrs.contains("spaces") && attrs["spaces"].is_number()) {
+      spaces_done = attrs.value("spaces_done", nlohmann::json(nullptr));
+      spaces = attrs["spaces"];
+    }
   }
   std::size_t failed_units = 0;
   for (const auto& [unit, err] : last_error) failed_units += ok_units.count(unit) ? 0 : 1;
   if (a.json) {
     nlohmann::json j = {{"rows", contents.rows.size()}, {"units_ok", ok_units.size()},
-                        {"units_failed", failed_units}, {"units_total", total}, {"runs", contents.runs.size()}};
+                        {"units_failed", failed_units}, {"units_total", total}, {"runs", contents.runs.size()},
+                        {"strategy", strategy}, {"gpu_seconds", gpu_seconds},
+                        {"gpu_seconds_exhaustive", exhaustive}, {"spaces_done", spaces_done}, {"spaces", spaces}};
     std::printf("%s\n", j.dump().c_str());
     return exit_code::ok;
   }
@@ -59,6 +79,16 @@ int run_status(const StatusArgs& a) {
                 total ? 100.0 * ok_units.size() / total : 100.0, failed_units);
   } else {
     std::printf("units: %zu ok, %zu with failed attempts only\n", ok_units.size(), failed_units);
+  }
+  if (exhaustive.is_number() && gpu_seconds > 0) {
+    std::printf("strategy: %s, %.4g GPU-seconds spent; exhaustive would spend %.4g on the same plan (%.1fx more)\n",
+                strategy.c_str(), gpu_seconds, exhaustive.get<double>(), exhaustive.get<double>() / gpu_seconds);
+  } else {
+    std::printf("strategy: %s, %.4g GPU-seconds spent\n", strategy.c_str(), gpu_seconds);
+  }
+  if (spaces.is_number() && spaces_done.is_number()) {
+    std::printf("spaces: %lld/%lld answered as of the last run's end\n", spaces_done.get<long long>(),
+                spaces.get<long long>());
   }
   std::size_t shown = 0;
   for (const auto& [unit, err] : last_error) {

@@ -172,6 +172,27 @@ std::string search_options_from_config(const nlohmann::json& config) {
   if (const auto* v = config_field(config, "evaluator"); v && v->is_string() && v->get<std::string>() != "engine") {
     out += " --evaluator " + sh_word(v->get<std::string>());
   }
+  // The strategy and its knobs are part of the configuration: a resume with
+  // other ones is refused. Files without it were exhaustive searches.
+  const auto* strategy = config_field(config, "strategy");
+  if (!config.empty() && (!strategy || !strategy->is_string() || strategy->get<std::string>() != "frontier")) {
+    out += " --strategy exhaustive";
+  } else if (const auto* f = config_field(config, "frontier"); f && f->is_object()) {
+    const auto number = [&](const char* key, const char* option, const std::string& fallback) {
+      if (f->contains(key) && (*f)[key].is_number() && (*f)[key].dump() != fallback) out += std::string(" ") + option + " " + (*f)[key].dump();
+    };
+    if (f->contains("race_prompts") && (*f)["race_prompts"].is_array() && (*f)["race_prompts"] != nlohmann::json({4, 8, 16, 32})) {
+      std::string list;
+      for (const auto& p : (*f)["race_prompts"]) list += (list.empty() ? "" : ",") + p.dump();
+      out += " --race-prompts " + sh_word(list);
+    }
+    number("confidence", "--confidence", "0.99");
+    if (f->value("assume_monotone", true) == false) out += " --no-assume-monotone";
+    if (f->value("combine", std::string("fronts")) != "fronts") out += " --combine " + sh_word(f->value("combine", std::string()));
+    number("calibration", "--speed-calibration", "12");
+    number("speed_margin", "--speed-margin", "0.05");
+    number("speed_tolerance", "--speed-tolerance", "0.01");
+  }
   return out;
 }
 

@@ -3,11 +3,13 @@
 // nearest point of the speed/quality front for infeasible targets.
 #include "coordinator/distill.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <map>
 #include <optional>
 
+#include "coordinator/search.h"
 #include "io/error.h"
 #include "partition/plan.h"
 
@@ -24,18 +26,64 @@ struct Candidate {
 
 nlohmann::json number_or_null(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); }
 
-partition::PlanOptions options_from_config(const nlohmann::json& config) {
-  partition::PlanOptions options;
-  if (config.contains("samples") && config["samples"].is_number_integer()) options.samples = config["samples"].get<int>();
-  if (config.contains("resolution") && config["resolution"].is_object()) {
-    for (const auto& [name, px] : config["resolution"].items()) {
-      options.resolution[partition::parse_model(name)] = px.get<int>();
-    }
+// A unit's measurement at full fidelity: its one row, or the rows of the
+// frontier strategy's rounds joined over the whole prompt list.
+struct Measured {
+  std::vector<std::size_t> rows;  // in prompt order
+  double speedup = 0;
+  double speedup_macs = 0;
+  double loss = 0;
+  double clip_base = 0, clip_acc = 0;
+  double time_acc_s = 0;
+};
+
+std::optional<Measured> full_fidelity(const std::vector<std::size_t>& ok_rows,
+                                      const std::vector<io::EvaluationRow>& rows, int64_t samples) {
+  // The first ok row of each range (a range measured twice after a deadline:
+  // the first result wins), ranges in prompt order.
+  std::map<int64_t, std::size_t> by_begin;
+  for (std::size_t i : ok_rows) by_begin.emplace(rows[i].prompt_begin, i);
+  Measured m;
+  int64_t at = 0;
+  double time_base = 0, macs_base = 0, macs_acc = 0, clip_base = 0, clip_acc = 0;
+  for (const auto& [begin, i] : by_begin) {
+    if (begin != at) continue;  // a range that does not continue the prefix
+    const auto& r = rows[i];
+    const double n = static_cast<double>(r.prompt_end - r.prompt_begin);
+    m.rows.push_back(i);
+    time_base += r.time_base_s;
+    m.time_acc_s += r.time_acc_s;
+    macs_base += static_cast<double>(r.macs_base);
+    macs_acc += static_cast<double>(r.macs_acc);
+    clip_base += r.clip_base * n;
+    clip_acc += r.clip_acc * n;
+    at = r.prompt_end;
   }
-  if (config.contains("space") && !config["space"].is_null()) {
-    options.space = partition::space_config_from_json(config["space"], "the results file's search space");
+  if (at != samples || m.rows.empty()) return std::nullopt;
+  if (m.rows.size() == 1) {
+    // One row: its own numbers, exactly as the evaluator computed them.
+    const auto& r = rows[m.rows[0]];
+    m.speedup = r.speedup;
+    m.speedup_macs = r.speedup_macs;
+    m.loss = r.score_loss;
+    m.clip_base = r.clip_base;
+    m.clip_acc = r.clip_acc;
+    return m;
   }
-  return options;
+  m.speedup = m.time_acc_s > 0 ? time_base / m.time_acc_s : 1.0;
+  m.speedup_macs = macs_acc > 0 ? macs_base / macs_acc : 1.0;
+  m.clip_base = clip_base / static_cast<double>(samples);
+  m.clip_acc = clip_acc / static_cast<double>(samples);
+  m.loss = m.clip_base > 0 ? (m.clip_base - m.clip_acc) / m.clip_base : 0.0;
+  return m;
+}
+
+// A deterministic sum (the same rows in any order give the same bits).
+double sorted_sum(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  double total = 0;
+  for (double v : values) total += v;
+  return total;
 }
 
 // Pareto front of (speedup up, loss down), then the point nearest the goal;
@@ -62,27 +110,37 @@ std::optional<Candidate> nearest_on_front(const std::vector<Candidate>& c, F sho
   return best;
 }
 
+std::size_t space_size_hint(const partition::Plan& plan, std::size_t space) {
+  return space == partition::kNoSpace ? 1 : static_cast<std::size_t>(std::min<uint64_t>(plan.spaces[space].size, 4096));
+}
+
 }  // namespace
 
 nlohmann::json distill(const io::ResultsContents& contents, const std::vector<partition::Task>& tasks) {
   const auto& config = contents.config;
   const bool macs = config.value("speed_measure", std::string("wall")) == "macs";
-  const partition::Plan plan = partition::make_plan(tasks, options_from_config(config));
+  SearchOptions options = options_from_config(config, tasks);
+  for (const auto& run : contents.runs) {
+    const auto& attrs = run["attributes"];
+    if (attrs.contains("max_attempts") && attrs["max_attempts"].is_number_integer()) {
+      options.max_attempts = attrs["max_attempts"].get<int>();
+    }
+  }
+  const bool frontier = options.strategy == "frontier";
+  const SearchPlan search_plan = make_search_plan(options);
+  const partition::Plan& plan = search_plan.plan;
   const auto& rows = contents.rows;
+  // Which spaces the frontier strategy finished: it replays over the rows.
+  std::unique_ptr<SearchStrategy> replayed;
+  if (frontier) replayed = replay_strategy(options, search_plan, rows);
 
-  // The first ok row of each unit (a unit measured twice after a deadline:
-  // the first result wins), and which units only failed.
-  std::map<std::string, std::size_t> ok_row;
+  // Each unit's ok rows (any prompt range) and which units only failed.
+  std::map<std::string, std::vector<std::size_t>> ok_rows;
   std::map<std::string, std::size_t> failed_rows;
   for (std::size_t i = 0; i < rows.size(); ++i) {
-    if (rows[i].status == "ok") ok_row.emplace(rows[i].unit_key, i);
+    if (rows[i].status == "ok") ok_rows[rows[i].unit_key].push_back(i);
     else failed_rows[rows[i].unit_key]++;
   }
-  auto speed_of = [&](const io::EvaluationRow& r) { return macs ? r.speedup_macs : r.speedup; };
-  auto latency_of = [&](const io::EvaluationRow& r) {
-    return r.num_samples > 0 ? r.time_acc_s / static_cast<double>(r.num_samples) : r.time_acc_s;
-  };
-
   nlohmann::json out = nlohmann::json::object();
   std::map<std::string, int> counts;
   const std::string empty_setting = partition::setting_key({});
@@ -101,21 +159,27 @@ nlohmann::json distill(const io::ResultsContents& contents, const std::vector<pa
     for (auto m : task.methods) answer["methods"].push_back(partition::method_name(m));
 
     std::vector<Candidate> candidates;
+    std::vector<Measured> measured;
     std::size_t total = 0, missing = 0, failed = 0;
+    measured.reserve(space_size_hint(plan, plan.task_space[t]));
     auto consider = [&](const std::string& unit_key) {
       ++total;
-      auto it = ok_row.find(unit_key);
-      if (it != ok_row.end()) {
-        const auto& r = rows[it->second];
+      auto it = ok_rows.find(unit_key);
+      std::optional<Measured> m;
+      if (it != ok_rows.end()) m = full_fidelity(it->second, rows, options.samples);
+      if (m) {
+        const auto& r = rows[m->rows.front()];
         if (task.platform && r.device != *task.platform) {
           ++missing;  // measured, but not on the task's GPU
           return;
         }
-        candidates.push_back({it->second, speed_of(r), r.score_loss, latency_of(r), &r.unit_key});
+        measured.push_back(*m);
+        const double latency = m->time_acc_s / static_cast<double>(options.samples);
+        candidates.push_back({m->rows.front(), macs ? m->speedup_macs : m->speedup, m->loss, latency, &r.unit_key});
       } else if (failed_rows.count(unit_key)) {
         ++failed;
       } else {
-        ++missing;
+        ++missing;  // not measured, or (frontier) measured on a prefix only
       }
     };
     const std::size_t space = plan.task_space[t];
@@ -126,10 +190,14 @@ nlohmann::json distill(const io::ResultsContents& contents, const std::vector<pa
       for (uint64_t i = 0; i < s.size; ++i) consider(plan.unit_key({static_cast<uint32_t>(space), i}));
     }
     answer["units"] = {{"total", total}, {"measured", candidates.size()}, {"failed", failed}};
+    // Exhaustive: every unit must be in. Frontier: the strategy must have
+    // finished the space (most units are never measured, by design).
+    const bool unfinished = frontier && space != partition::kNoSpace ? !replayed->space_finished(space)
+                                                                        : missing > 0;
 
     std::optional<Candidate> chosen;
     std::string status;
-    if (missing > 0) {
+    if (unfinished) {
       status = "not_measured";
     } else if (candidates.empty()) {
       status = "failed";
@@ -178,16 +246,20 @@ nlohmann::json distill(const io::ResultsContents& contents, const std::vector<pa
     answer["status"] = status;
     counts[status]++;
     if (chosen) {
+      const Measured* m = nullptr;
+      for (const auto& x : measured) {
+        if (x.rows.front() == chosen->row) m = &x;
+      }
       const auto& r = rows[chosen->row];
       nlohmann::json params = nlohmann::json::object();
       if (!r.setting.empty()) params = nlohmann::json::parse(r.setting);
       answer["params"] = params;
       answer["speedup"] = number_or_null(space == partition::kNoSpace ? 1.0 : chosen->speedup);
       answer["score_loss"] = number_or_null(space == partition::kNoSpace ? 0.0 : chosen->loss);
-      answer["clip_base"] = number_or_null(r.clip_base);
-      answer["clip_acc"] = number_or_null(space == partition::kNoSpace ? r.clip_base : r.clip_acc);
+      answer["clip_base"] = number_or_null(m->clip_base);
+      answer["clip_acc"] = number_or_null(space == partition::kNoSpace ? m->clip_base : m->clip_acc);
       answer["device"] = r.device;
-      answer["rows"].push_back(chosen->row);
+      for (std::size_t i : m->rows) answer["rows"].push_back(i);
       if (task.latency_s) answer["latency_s"] = number_or_null(chosen->latency_s);
     }
     out[partition::task_key(task)] = answer;
@@ -198,6 +270,27 @@ nlohmann::json distill(const io::ResultsContents& contents, const std::vector<pa
   out["_config"] = config;
   out["_counts"] = counts;
   out["_rows"] = rows.size();
+  out["_strategy"] = options.strategy;
+  // What the run spent and what exhaustive would have, in GPU-seconds
+  // (wall-time evaluators: not repeatable, unlike everything else here).
+  std::vector<double> seconds;
+  for (const auto& r : rows) {
+    if (std::isfinite(r.gpu_seconds)) seconds.push_back(r.gpu_seconds);
+  }
+  std::map<std::string, double> exhaustive_by_shard;  // the latest run of each shard
+  for (const auto& run : contents.runs) {
+    const auto& attrs = run["attributes"];
+    if (attrs.contains("gpu_seconds_exhaustive") && attrs["gpu_seconds_exhaustive"].is_number()) {
+      exhaustive_by_shard[attrs.value("shard", std::string())] = attrs["gpu_seconds_exhaustive"].get<double>();
+    }
+  }
+  nlohmann::json spent = {{"gpu_seconds", sorted_sum(seconds)}, {"gpu_seconds_exhaustive", nullptr}};
+  if (!exhaustive_by_shard.empty()) {
+    std::vector<double> parts;
+    for (const auto& [shard, v] : exhaustive_by_shard) parts.push_back(v);
+    spent["gpu_seconds_exhaustive"] = sorted_sum(parts);
+  }
+  out["_spent"] = spent;
   return out;
 }
 

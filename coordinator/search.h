@@ -11,6 +11,8 @@
 #include <nlohmann/json.hpp>
 
 #include "coordinator/evaluators.h"
+#include "coordinator/strategy.h"
+#include "coordinator/work_item.h"
 #include "io/result_store.h"
 #include "partition/plan.h"
 #include "partition/shard.h"
@@ -36,6 +38,8 @@ struct SearchOptions {
   std::string out;
   bool resume = false;
   std::string evaluator = "engine";
+  std::string strategy = "frontier";  // or "exhaustive"
+  FrontierOptions frontier;
   int max_attempts = 3;
   double unit_deadline_s = 3600;    // a worker silent longer is lost
   double progress_interval_s = 5;
@@ -48,33 +52,33 @@ struct SearchOptions {
   nlohmann::json run_attributes = nlohmann::json::object();  // command line, versions
 };
 
-// One thing to measure: a unit of the plan, or the baseline alone (for basic
-// tasks, which are answered by it).
-struct WorkItem {
-  std::size_t space = partition::kNoSpace;  // kNoSpace: baseline item
-  uint64_t index = 0;
-  std::size_t baseline = 0;
-  std::string unit_key;
-};
-
+// The plan a search runs: the planner's spaces (with the single-method spaces
+// the frontier strategy seeds combinations from), the baselines that basic
+// tasks need measured alone, and which baselines this shard owns.
 struct SearchPlan {
   partition::Plan plan;
-  std::vector<WorkItem> items;  // baseline items first, then plan units
+  std::vector<std::size_t> basic_baselines;  // baselines of basic tasks
+  std::vector<bool> in_shard;                // per baseline
+  std::size_t task_spaces = 0;               // spaces [0, task_spaces) have tasks
 };
 
 partition::PlanOptions plan_options(const SearchOptions& options);
 SearchPlan make_search_plan(const SearchOptions& options);
 // What determines the results (checked on --resume): tasks, space, samples,
 // batch size, seed, prompts hash, dtype, resolution, speed measure, evaluator,
-// and the shard when there are several (diffsearch merge joins files that
-// differ only in it).
+// strategy and its knobs, and the shard when there are several (diffsearch
+// merge joins files that differ only in it).
 nlohmann::json search_config(const SearchOptions& options, const partition::Plan& plan);
+// The options a results file's configuration implies for `tasks` (what
+// distill and status need to rebuild its plan and replay its strategy).
+SearchOptions options_from_config(const nlohmann::json& config, const std::vector<partition::Task>& tasks);
 // The measurement a work item asks of an evaluator.
 worker::MeasurementUnit measurement_unit(const SearchOptions& options, const SearchPlan& plan,
                                          const WorkItem& item, int batch_size, const std::string& device);
-// Evaluates one item, turning exceptions into a failed row.
+// Evaluates one item, turning exceptions into a failed row. The row's
+// gpu_seconds are the evaluator's simulated seconds, or the wall time.
 io::EvaluationRow evaluate_item(worker::Evaluator& evaluator, const SearchOptions& options,
-                                const SearchPlan& plan, std::size_t item, int batch_size,
+                                const SearchPlan& plan, const WorkItem& item, int batch_size,
                                 const std::string& device, int rank, bool* out_of_memory);
 
 // Runs the whole search in this process (no MPI calls). Returns an exit code:

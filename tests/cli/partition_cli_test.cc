@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 namespace {
 
 struct Result {
@@ -81,7 +83,7 @@ TEST(PartitionCli, BadSentenceExitsTwoWithOneLine) {
 }
 
 TEST(PartitionCli, PlanCategoryFour) {
-  const auto r = run("plan --grid 4 --workers 8");
+  const auto r = run("plan --grid 4 --workers 8 --strategy exhaustive");
   EXPECT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("tasks: 1134"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("method spaces: 162\n"), std::string::npos) << r.out;
@@ -89,6 +91,29 @@ TEST(PartitionCli, PlanCategoryFour) {
   EXPECT_NE(r.out.find("max/mean"), std::string::npos) << r.out;
   EXPECT_EQ(run("plan --workers 8", true).code, 2);
   EXPECT_EQ(run("plan --tasks /nonexistent/tasks.txt", true).code, 2);
+}
+
+// The frontier strategy's estimate: simulated on the synthetic landscape over
+// the plan (one model, sampler and step count of category 4, default spaces).
+TEST(PartitionCli, PlanEstimatesTheFrontierStrategy) {
+  const std::string tasks = "/tmp/partition_cli_plan_tasks.txt";
+  ASSERT_EQ(run("grid --category 4 | grep 'SD1.5 pipeline using the DDIM sampler with 20 steps' > " + tasks).code, 0);
+  auto r = run("plan --tasks " + tasks + " --json");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j.at("strategy"), "frontier");
+  EXPECT_EQ(j.at("units"), 89168);
+  const double share = j.at("frontier_share").get<double>();
+  EXPECT_GT(share, 0);
+  EXPECT_LT(share, 0.05) << "the frontier measures a sliver of the plan";
+  EXPECT_NEAR(j.at("frontier_gpu_hours_h200_eager").get<double>(), share * j.at("gpu_hours_h200_eager").get<double>(), 1e-9);
+  r = run("plan --tasks " + tasks);
+  EXPECT_NE(r.out.find("frontier strategy (the default): about "), std::string::npos) << r.out;
+  r = run("plan --tasks " + tasks + " --strategy exhaustive");
+  EXPECT_EQ(r.out.find("frontier strategy"), std::string::npos) << r.out;
+  EXPECT_EQ(run("plan --tasks " + tasks + " --strategy fastest", true).code, 2);
+  EXPECT_EQ(run("plan --tasks " + tasks + " --race-prompts 8,4", true).code, 2);
+  std::remove(tasks.c_str());
 }
 
 TEST(PartitionCli, EveryHelpShowsAnExample) {

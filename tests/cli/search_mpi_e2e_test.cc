@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -59,6 +60,20 @@ class SearchMpiTest : public ::testing::Test {
            " --out " + out + " --num-samples 4 --batch-size 2 --speed-measure macs --evaluator " + evaluator +
            " --progress-interval 1";
   }
+  // The frontier strategy over several rounds (prompt prefixes 2, 4, 8) on
+  // the synthetic landscape, whose per-prompt numbers do not depend on how
+  // prompts are split.
+  std::string frontier_args(const std::string& out, const std::string& evaluator = "synthetic:seed=4") const {
+    return std::string(DIFFSEARCH_BIN) + " search --tasks " + path("tasks.txt") + " --space " + path("space.json") +
+           " --out " + out + " --num-samples 8 --race-prompts 2,4 --batch-size 2 --speed-measure macs --evaluator " +
+           evaluator + " --progress-interval 1";
+  }
+  nlohmann::json status_json(const std::string& results) const {
+    const std::string out = results + ".status.json";
+    EXPECT_EQ(run(std::string(DIFFSEARCH_BIN) + " status " + results + " --json > " + out), 0);
+    std::ifstream in(out);
+    return nlohmann::json::parse(in);
+  }
   int run(const std::string& command) const {
     const int status = std::system((command + " >> " + path("log.txt") + " 2>&1").c_str());
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
@@ -75,6 +90,7 @@ class SearchMpiTest : public ::testing::Test {
       if (k[0] != '_') v.erase("rows");
     }
     j.erase("_rows");
+    j.erase("_spent");  // GPU-seconds: wall time, unlike the answers
     return j.dump(1);
   }
   std::string log_text() const {
@@ -192,6 +208,42 @@ TEST_F(SearchMpiTest, UnitPastItsDeadlineGoesToAnotherWorker) {
   EXPECT_EQ(answers(out), answers(path("one.h5")));
 }
 
+// The frontier strategy's rounds depend only on recorded results: any number
+// of processes gives the same answers, and the run accounts for what it
+// spent against what exhaustive would have on the same plan.
+TEST_F(SearchMpiTest, FrontierAnswersAreTheSameForAnyProcessCount) {
+  ASSERT_EQ(run(frontier_args(path("f1.h5"))), 0) << log_text();
+  const std::string expected = answers(path("f1.h5"));
+  for (int np : {2, 3, 5}) {
+    const std::string out = path("f" + std::to_string(np) + ".h5");
+    ASSERT_EQ(run(mpirun(np) + frontier_args(out)), 0) << log_text();
+    EXPECT_EQ(answers(out), expected) << np << " processes";
+  }
+  const auto status = status_json(path("f3.h5"));
+  EXPECT_EQ(status.at("strategy"), "frontier");
+  const double spent = status.at("gpu_seconds").get<double>();
+  EXPECT_GT(spent, 0);
+  ASSERT_TRUE(status.at("gpu_seconds_exhaustive").is_number()) << status.dump();
+  EXPECT_GT(status.at("gpu_seconds_exhaustive").get<double>(), spent);
+  // Rows are prompt ranges that extend one another.
+  std::map<std::string, int64_t> reached;
+  for (const auto& r : diffsearch::io::read_results(path("f3.h5")).rows) {
+    if (r.status != "ok" || r.methods.empty()) continue;
+    EXPECT_EQ(r.prompt_begin, reached[r.unit_key]) << r.unit_key;
+    reached[r.unit_key] = r.prompt_end;
+    EXPECT_TRUE(std::isfinite(r.gpu_seconds) && r.gpu_seconds > 0);
+  }
+  std::size_t full = 0;
+  for (const auto& [unit, end] : reached) full += end == 8;
+  EXPECT_GT(full, 0u);
+  EXPECT_LT(full, reached.size()) << "some settings leave the race before the last prompt";
+  // The exhaustive strategy on the same landscape: every unit in full.
+  ASSERT_EQ(run(frontier_args(path("ex.h5")) + " --strategy exhaustive"), 0) << log_text();
+  const auto ex = status_json(path("ex.h5"));
+  EXPECT_EQ(ex.at("strategy"), "exhaustive");
+  EXPECT_GT(ex.at("gpu_seconds").get<double>(), spent);
+}
+
 // Every process of a session (mpirun and its ranks, each in its own group).
 void kill_session(pid_t sid) {
   DIR* proc = opendir("/proc");
@@ -205,7 +257,9 @@ void kill_session(pid_t sid) {
 }
 
 TEST_F(SearchMpiTest, KilledAtRandomMomentsAndResumedGivesTheSameAnswers) {
-  ASSERT_EQ(run(search_args(path("one.h5"))), 0) << log_text();
+  // The frontier strategy over three rounds: a resume replays it to where
+  // the file left it, mid-round or between rounds.
+  ASSERT_EQ(run(frontier_args(path("one.h5"))), 0) << log_text();
   const std::string expected = answers(path("one.h5"));
   const std::string out = path("chaos.h5");
   std::mt19937 rng(12345);
@@ -213,7 +267,7 @@ TEST_F(SearchMpiTest, KilledAtRandomMomentsAndResumedGivesTheSameAnswers) {
   bool finished = false;
   int launches = 0;
   for (int attempt = 0; launches < 24 && !finished; ++attempt, ++launches) {
-    const std::string command = mpirun(3) + search_args(out, "fake:sleep_ms=15") + (attempt > 0 ? " --resume" : "") +
+    const std::string command = mpirun(3) + frontier_args(out, "synthetic:seed=4,sleep_ms=40") + (attempt > 0 ? " --resume" : "") +
                                 " >> " + path("log.txt") + " 2>&1";
     const pid_t child = fork();
     ASSERT_GE(child, 0);
@@ -254,10 +308,11 @@ TEST_F(SearchMpiTest, KilledAtRandomMomentsAndResumedGivesTheSameAnswers) {
   }
   ASSERT_TRUE(finished) << "could not kill the search three times before it finished\n" << log_text();
   const auto contents = diffsearch::io::read_results(out);
-  std::set<std::string> ok_units;
+  std::set<std::string> ok_items;
   for (const auto& r : contents.rows) {
     if (r.status == "ok") {
-      EXPECT_TRUE(ok_units.insert(r.unit_key).second) << r.unit_key << " recorded twice";
+      const std::string item = r.unit_key + "#" + std::to_string(r.prompt_begin);
+      EXPECT_TRUE(ok_items.insert(item).second) << item << " recorded twice";
     }
   }
   EXPECT_EQ(answers(out), expected);

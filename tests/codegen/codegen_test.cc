@@ -442,7 +442,7 @@ TEST_F(CodegenTest, TasksWithoutAnOkAnswerGetNoScriptAndAreNamed) {
   EXPECT_EQ(result.resume_command.find("mpirun -np N diffsearch search --tasks SEARCHED_TASKS.txt --models "
                                        "MODELS.json --clip CLIP_DIR --out RESULTS.h5 --space SPACE.json "
                                        "--num-samples 32 --batch-size 8 --seed 0 --device cuda --dtype float16 "
-                                       "--speed-measure wall --resume --max-attempts 6"),
+                                       "--speed-measure wall --strategy exhaustive --resume --max-attempts 6"),
             0u)
       << result.resume_command;
   EXPECT_EQ(result.search_command.find("mpirun -np N diffsearch search --tasks tasks.txt --models MODELS.json "

@@ -12,6 +12,7 @@
 #include <set>
 
 #include "coordinator/distill.h"
+#include "io/results_merge.h"
 #include "io/error.h"
 #include "io/result_store.h"
 
@@ -37,6 +38,14 @@ std::vector<partition::Task> test_tasks() {
   return tasks;
 }
 
+// Units an exhaustive run measures: every setting of every task space and
+// the baselines basic tasks are answered by.
+std::size_t exhaustive_units(const SearchPlan& plan) {
+  std::size_t n = plan.basic_baselines.size();
+  for (std::size_t s = 0; s < plan.task_spaces; ++s) n += plan.plan.spaces[s].size;
+  return n;
+}
+
 class SearchTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -53,6 +62,7 @@ class SearchTest : public ::testing::Test {
     options_.prompts = {"a cat", "a dog", "a red house"};
     options_.speed_measure = "macs";
     options_.evaluator = "fake";
+    options_.strategy = "exhaustive";  // these tests are of the dispatch; the frontier has its own
     options_.progress_interval_s = 1000;
   }
   void TearDown() override { fs::remove_all(dir_); }
@@ -67,13 +77,13 @@ TEST_F(SearchTest, MeasuresEveryUnitOnceAndAnswersDeterministically) {
   const auto plan = make_search_plan(options_);
   ASSERT_EQ(run_search_local(options_), 0);
   const auto contents = io::read_results(options_.out);
-  ASSERT_EQ(contents.rows.size(), plan.items.size());
+  ASSERT_EQ(contents.rows.size(), exhaustive_units(plan));
   std::set<std::string> keys;
   for (const auto& r : contents.rows) {
     EXPECT_EQ(r.status, "ok");
     keys.insert(r.unit_key);
   }
-  EXPECT_EQ(keys.size(), plan.items.size());
+  EXPECT_EQ(keys.size(), exhaustive_units(plan));
   const auto answers = distill(contents, options_.tasks);
   EXPECT_EQ(distill_text(answers), distill_text(distill(io::read_results(options_.out), options_.tasks)));
   const auto& basic = answers.at("sd15/ddim/20/basic");
@@ -122,11 +132,12 @@ TEST_F(SearchTest, ResumeAfterKillMeasuresOnlyWhatIsMissing) {
   const auto contents = io::read_results(cut);
   std::set<std::string> keys;
   for (const auto& r : contents.rows) EXPECT_TRUE(keys.insert(r.unit_key).second) << r.unit_key << " twice";
-  EXPECT_EQ(keys.size(), make_search_plan(options_).items.size());
+  EXPECT_EQ(keys.size(), exhaustive_units(make_search_plan(options_)));
   auto strip = [](nlohmann::json j) {
     for (auto& [k, v] : j.items()) {
       if (k[0] != '_') v.erase("rows");
     }
+    j.erase("_spent");  // wall-clock GPU-seconds of the fake evaluator
     return j.dump();
   };
   EXPECT_EQ(strip(nlohmann::json::parse(expected)), strip(distill(contents, options_.tasks)));
@@ -159,7 +170,7 @@ TEST_F(SearchTest, FailuresAreRetriedThenRecordedFailed) {
   }
   ASSERT_FALSE(failed_attempts.empty());
   for (const auto& [key, attempts] : failed_attempts) EXPECT_EQ(attempts, (std::vector<int64_t>{1, 2})) << key;
-  EXPECT_EQ(ok + failed_attempts.size(), make_search_plan(options_).items.size());
+  EXPECT_EQ(ok + failed_attempts.size(), exhaustive_units(make_search_plan(options_)));
   const auto answers = distill(contents, options_.tasks);
   for (const auto& [key, a] : answers.items()) {
     if (key[0] != '_') {
@@ -179,6 +190,94 @@ TEST_F(SearchTest, OutOfMemoryRetriesWithSmallerBatch) {
   }
   ASSERT_FALSE(batches.empty());
   for (const auto& [key, b] : batches) EXPECT_EQ(b, (std::vector<int64_t>{8, 4, 2})) << key;
+}
+
+// The frontier strategy on the synthetic landscape over three rounds (2, 4
+// and 8 prompts): a resume from a journal cut anywhere replays the strategy
+// to where the file left it and ends with the uninterrupted answers, and so
+// do shards merged.
+class FrontierSearchTest : public SearchTest {
+ protected:
+  void SetUp() override {
+    SearchTest::SetUp();
+    options_.strategy = "frontier";
+    options_.evaluator = "synthetic:seed=9";
+    options_.samples = 8;
+    options_.frontier.race_prompts = {2, 4};
+  }
+  static std::string answers_of(const io::ResultsContents& c, const std::vector<partition::Task>& tasks) {
+    auto j = distill(c, tasks);
+    for (auto& [k, v] : j.items()) {
+      if (k[0] != '_') v.erase("rows");
+    }
+    j.erase("_rows");
+    j.erase("_spent");
+    j["_config"].erase("shard");
+    return j.dump();
+  }
+};
+
+TEST_F(FrontierSearchTest, ResumeFromAJournalCutAnywhereGivesTheSameAnswers) {
+  options_.out = out("full.h5");
+  ASSERT_EQ(run_search_local(options_), 0);
+  const auto full = io::read_results(options_.out);
+  const std::string expected = answers_of(full, options_.tasks);
+  std::size_t answered = 0;
+  for (const auto& [k, v] : nlohmann::json::parse(expected).items()) answered += k[0] != '_' && v["status"] != "not_measured";
+  EXPECT_EQ(answered, options_.tasks.size());
+  std::ifstream in(options_.out + ".journal");
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  for (double at : {0.1, 0.37, 0.5, 0.83, 0.97}) {
+    const std::string cut = out("cut" + std::to_string(static_cast<int>(at * 100)) + ".h5");
+    std::ofstream(cut + ".journal") << text.substr(0, static_cast<std::size_t>(text.size() * at));
+    auto resumed = options_;
+    resumed.out = cut;
+    resumed.resume = true;
+    ASSERT_EQ(run_search_local(resumed), 0) << at;
+    const auto contents = io::read_results(cut);
+    std::set<std::string> items;
+    for (const auto& r : contents.rows) {
+      EXPECT_TRUE(items.insert(r.unit_key + "#" + std::to_string(r.prompt_begin)).second) << r.unit_key << " twice";
+    }
+    EXPECT_EQ(contents.rows.size(), full.rows.size()) << at;
+    EXPECT_EQ(answers_of(contents, options_.tasks), expected) << "cut at " << at;
+  }
+}
+
+TEST_F(FrontierSearchTest, ShardsMergedGiveTheSameAnswers) {
+  options_.out = out("whole.h5");
+  ASSERT_EQ(run_search_local(options_), 0);
+  const std::string expected = answers_of(io::read_results(options_.out), options_.tasks);
+  std::vector<io::MergeInput> inputs;
+  for (int i = 0; i < 2; ++i) {
+    auto shard = options_;
+    shard.shard = {i, 2};
+    shard.out = out("shard" + std::to_string(i) + ".h5");
+    ASSERT_EQ(run_search_local(shard), 0);
+    inputs.push_back({shard.out, io::read_results(shard.out)});
+  }
+  const auto merged = io::merge_shards(inputs, "run-merge", nlohmann::json::object());
+  EXPECT_EQ(answers_of(merged, options_.tasks), expected);
+}
+
+TEST_F(FrontierSearchTest, MeasuresFarLessThanExhaustiveAndAccountsForIt) {
+  options_.out = out("frontier.h5");
+  ASSERT_EQ(run_search_local(options_), 0);
+  const auto contents = io::read_results(options_.out);
+  const auto& run = contents.runs.back()["attributes"];
+  EXPECT_EQ(run.at("strategy"), "frontier");
+  const double spent = run.at("gpu_seconds").get<double>();
+  const double exhaustive = run.at("gpu_seconds_exhaustive").get<double>();
+  EXPECT_GT(spent, 0);
+  EXPECT_LT(spent, exhaustive);
+  EXPECT_EQ(run.at("spaces_done"), run.at("spaces"));
+  double sum = 0;
+  for (const auto& r : contents.rows) sum += r.gpu_seconds;
+  EXPECT_NEAR(spent, sum, 1e-9 * sum);
+  const auto answers = distill(contents, options_.tasks);
+  EXPECT_EQ(answers.at("_strategy"), "frontier");
+  EXPECT_NEAR(answers.at("_spent").at("gpu_seconds").get<double>(), sum, 1e-9 * sum);
+  EXPECT_EQ(answers.at("_spent").at("gpu_seconds_exhaustive").get<double>(), exhaustive);
 }
 
 }  // namespace

@@ -1,0 +1,200 @@
+// The frontier strategy against the exhaustive one on synthetic landscapes:
+// the same answers (all of them on a noise-free monotone landscape), far
+// fewer GPU-seconds, deterministic, and every knob doing what it says.
+#include <gtest/gtest.h>
+
+#include <map>
+#include <string>
+
+#include "coordinator/distill.h"
+#include "coordinator/evaluators.h"
+#include "coordinator/search.h"
+#include "coordinator/simulate.h"
+#include "io/error.h"
+#include "partition/grid.h"
+
+namespace diffsearch::coordinator {
+namespace {
+
+// Category 4's tasks of one model, sampler and step count: all six method
+// combinations at all seven ratios.
+std::vector<partition::Task> slice(const std::string& filter) {
+  std::vector<partition::Task> out;
+  for (const auto& t : partition::make_grid(4)) {
+    if (partition::task_key(t).find(filter) != std::string::npos) out.push_back(t);
+  }
+  return out;
+}
+
+SearchOptions base_options(const std::string& evaluator, const std::string& strategy) {
+  SearchOptions o;
+  o.tasks = slice("sd15/ddim/20/");
+  o.samples = 16;
+  o.frontier.race_prompts = {4, 8};
+  // A reduced space (the defaults' shape, fewer values) keeps the exhaustive
+  // side of the comparison quick.
+  o.space_json = nlohmann::json::parse(R"({
+    "deepcache": {"cache_interval": [2, 3, 4, 5, 6, 8], "cache_branch_id": [0, 1, 2, 3]},
+    "tome": {"ratio": [0.1, 0.3, 0.5, 0.7], "max_downsample": [1, 2]},
+    "tgate": {"gate_step_fraction": [0.2, 0.4, 0.6, 0.8], "sp_interval": [1, 3], "warm_up": [0, 2]}})");
+  o.space_source = "test space";
+  o.prompts = {"a cat", "a dog", "a red house", "a bowl of fruit"};
+  o.evaluator = evaluator;
+  o.strategy = strategy;
+  return o;
+}
+
+struct Outcome {
+  nlohmann::json answers;
+  double gpu_seconds = 0;
+  std::size_t items = 0;
+};
+
+Outcome run(const SearchOptions& o) {
+  const SearchPlan plan = make_search_plan(o);
+  auto evaluator = make_evaluator(o.evaluator, 0);
+  const Simulation sim = simulate_search(o, plan, *evaluator);
+  io::ResultsContents contents;
+  contents.config = search_config(o, plan.plan);
+  contents.rows = sim.rows;
+  return Outcome{distill(contents, o.tasks), sim.gpu_seconds, sim.items};
+}
+
+struct Comparison {
+  std::size_t tasks = 0, identical = 0, infeasible_differing = 0;
+  double worst_excess = 0;
+  std::string differing;  // for failure messages
+};
+
+Comparison compare(const nlohmann::json& frontier, const nlohmann::json& exhaustive) {
+  Comparison c;
+  for (const auto& [key, e] : exhaustive.items()) {
+    if (key[0] == '_') continue;
+    const auto& f = frontier.at(key);
+    ++c.tasks;
+    EXPECT_NE(f.at("status"), "not_measured") << key;
+    if (f.at("status") == e.at("status") && f.at("params") == e.at("params")) {
+      ++c.identical;
+      continue;
+    }
+    c.differing += key + ": frontier " + f.at("status").dump() + " " + f.at("params").dump() + " " +
+                   f.at("speedup").dump() + "/" + f.at("score_loss").dump() + ", exhaustive " + e.at("status").dump() +
+                   " " + e.at("params").dump() + " " + e.at("speedup").dump() + "/" + e.at("score_loss").dump() + "\n";
+    if (f.at("status") != "ok") {
+      ++c.infeasible_differing;
+      continue;
+    }
+    const auto task = partition::parse_task(f.at("task").get<std::string>());
+    EXPECT_GE(f.at("speedup").get<double>(), task.speedup.value_or(0)) << key;
+    EXPECT_LE(f.at("score_loss").get<double>(), task.max_score_loss) << key;
+    if (e.at("status") == "ok") {
+      c.worst_excess = std::max(c.worst_excess, f.at("score_loss").get<double>() - e.at("score_loss").get<double>());
+    }
+  }
+  return c;
+}
+
+TEST(FrontierStrategy, NoiseFreeMonotoneLandscapeGivesExactlyTheExhaustiveAnswers) {
+  const std::string evaluator = "synthetic:noise=0,jitter=0";
+  const Outcome exhaustive = run(base_options(evaluator, "exhaustive"));
+  const Outcome frontier = run(base_options(evaluator, "frontier"));
+  const Comparison c = compare(frontier.answers, exhaustive.answers);
+  EXPECT_EQ(c.tasks, 42u);
+  EXPECT_EQ(c.identical, c.tasks) << c.differing;
+  // The reduced space is small; on category 4's default spaces the saving
+  // is over 100x (bench/search_cost.cc, docs/search.md).
+  EXPECT_LT(frontier.gpu_seconds * 5, exhaustive.gpu_seconds)
+      << frontier.gpu_seconds << " against " << exhaustive.gpu_seconds;
+  // The answers' numbers are full-fidelity measurements, as exhaustive's.
+  for (const auto& [key, e] : exhaustive.answers.items()) {
+    if (key[0] == '_' || e.at("status") != "ok") continue;
+    EXPECT_NEAR(frontier.answers.at(key).at("score_loss").get<double>(), e.at("score_loss").get<double>(), 1e-12) << key;
+    EXPECT_NEAR(frontier.answers.at(key).at("speedup").get<double>(), e.at("speedup").get<double>(), 1e-9) << key;
+  }
+  EXPECT_EQ(frontier.answers.at("_strategy"), "frontier");
+  EXPECT_EQ(exhaustive.answers.at("_strategy"), "exhaustive");
+}
+
+TEST(FrontierStrategy, NoisyLandscapeKeepsAnswersFeasibleAndClose) {
+  for (const std::string evaluator : {"synthetic:seed=1", "synthetic:seed=2,noise=2", "synthetic:seed=3,bumps=0.1"}) {
+    const Outcome exhaustive = run(base_options(evaluator, "exhaustive"));
+    const Outcome frontier = run(base_options(evaluator, "frontier"));
+    const Comparison c = compare(frontier.answers, exhaustive.answers);
+    // Regression guards: the acceptance numbers (category 4, 32 prompts)
+    // are the benchmark's (bench/bench_search_cost.cc, docs/search.md).
+    EXPECT_GE(c.identical * 100, c.tasks * 75) << evaluator << ": " << c.identical << "/" << c.tasks << "\n"
+                                               << c.differing;
+    EXPECT_LE(c.worst_excess, 0.005) << evaluator;
+    EXPECT_LT(frontier.gpu_seconds * 3, exhaustive.gpu_seconds) << evaluator;
+  }
+}
+
+TEST(FrontierStrategy, IsDeterministic) {
+  const auto o = base_options("synthetic:seed=5", "frontier");
+  const Outcome a = run(o), b = run(o);
+  EXPECT_EQ(distill_text(a.answers), distill_text(b.answers));
+  EXPECT_EQ(a.items, b.items);
+}
+
+// Each assumption can be turned off; without it the search measures more
+// and, on a landscape where the assumptions hold, answers the same.
+TEST(FrontierStrategy, KnobsTurnAssumptionsOff) {
+  const std::string evaluator = "synthetic:noise=0,jitter=0";
+  auto o = base_options(evaluator, "frontier");
+  const Outcome with = run(o);
+  o.frontier.assume_monotone = false;
+  const Outcome no_monotone = run(o);
+  o.frontier.assume_monotone = true;
+  o.frontier.combine = "product";
+  const Outcome product = run(o);
+  o.frontier.combine = "fronts";
+  o.frontier.calibration = 0;
+  const Outcome no_model = run(o);
+  for (const Outcome* x : {&no_monotone, &product, &no_model}) {
+    EXPECT_EQ(compare(x->answers, with.answers).identical, 42u) << compare(x->answers, with.answers).differing;
+  }
+  EXPECT_GT(product.gpu_seconds, 2 * with.gpu_seconds);
+  EXPECT_GT(no_model.gpu_seconds, with.gpu_seconds);
+}
+
+TEST(FrontierStrategy, MeasuresInNestedPromptRanges) {
+  auto o = base_options("synthetic:seed=7", "frontier");
+  const SearchPlan plan = make_search_plan(o);
+  auto evaluator = make_evaluator(o.evaluator, 0);
+  const Simulation sim = simulate_search(o, plan, *evaluator);
+  std::map<std::string, std::vector<std::pair<int64_t, int64_t>>> ranges;
+  for (const auto& r : sim.rows) ranges[r.unit_key].push_back({r.prompt_begin, r.prompt_end});
+  std::size_t full = 0;
+  for (const auto& [unit, rs] : ranges) {
+    int64_t at = 0;
+    for (const auto& [b, e] : rs) {
+      EXPECT_EQ(b, at) << unit << ": rounds extend the prefix";
+      at = e;
+    }
+    EXPECT_TRUE(at == 4 || at == 8 || at == 16) << unit << " stopped at " << at;
+    full += at == 16;
+  }
+  EXPECT_GT(full, 0u);
+  EXPECT_LT(full, ranges.size()) << "some settings leave the race early";
+  // Component spaces the tasks did not plan were measured for the fronts.
+  EXPECT_GT(plan.plan.spaces.size(), plan.task_spaces - 1);
+}
+
+TEST(FrontierOptions, BadKnobsAreRefused) {
+  FrontierOptions f;
+  f.confidence = 1.0;
+  EXPECT_THROW(f.validate(32), InputError);
+  f = {};
+  f.combine = "sum";
+  EXPECT_THROW(f.validate(32), InputError);
+  f = {};
+  f.race_prompts = {8, 4};
+  EXPECT_THROW(f.validate(32), InputError);
+  f = {};
+  EXPECT_EQ(f.schedule(32), (std::vector<int>{4, 8, 16, 32}));
+  EXPECT_EQ(f.schedule(10), (std::vector<int>{4, 8, 10}));
+  EXPECT_EQ(f.schedule(2), (std::vector<int>{2}));
+}
+
+}  // namespace
+}  // namespace diffsearch::coordinator
