@@ -70,7 +70,7 @@ class SearchMpiTest : public ::testing::Test {
   }
   nlohmann::json status_json(const std::string& results) const {
     const std::string out = results + ".status.json";
-    EXPECT_EQ(run(std::string(DIFFSEARCH_BIN) + " status " + results + " --json > " + out), 0);
+    EXPECT_EQ(std::system((std::string(DIFFSEARCH_BIN) + " status " + results + " --json > " + out).c_str()), 0);
     std::ifstream in(out);
     return nlohmann::json::parse(in);
   }
