@@ -106,6 +106,7 @@ int main(int argc, char** argv) {
   bool verbose = false, monotone = true;
   std::string combine = "fronts";
   double confidence = 0.99;
+  int calibration = 12;
   std::vector<int> race = {4, 8, 16, 32};
   for (int i = 2; i < argc; ++i) {
     const std::string a = argv[i];
@@ -120,6 +121,7 @@ int main(int argc, char** argv) {
     else if (a == "--combine") combine = next();
     else if (a == "--no-assume-monotone") monotone = false;
     else if (a == "--confidence") confidence = std::stod(next());
+    else if (a == "--speed-calibration") calibration = std::stoi(next());
     else if (a == "--race-prompts") {
       race.clear();
       std::string list = next();
@@ -158,6 +160,7 @@ int main(int argc, char** argv) {
   o.frontier.assume_monotone = monotone;
   o.frontier.confidence = confidence;
   o.frontier.race_prompts = race;
+  o.frontier.calibration = calibration;
   if (landscapes.empty()) {
     landscapes = {"synthetic:seed=0,noise=0,jitter=0", "synthetic:seed=1", "synthetic:seed=2,noise=2",
                   "synthetic:seed=3,bumps=0.1"};

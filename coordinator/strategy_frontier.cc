@@ -319,6 +319,11 @@ class FrontierStrategy : public SearchStrategy {
     return true;
   }
 
+  // Faster by more than the tolerance.
+  bool clearly_faster(const Candidate& b, const Candidate& a) const {
+    return speed(b) > speed(a) * (1 + fo_.speed_tolerance);
+  }
+
   static bool less_aggressive(const Candidate& b, const Candidate& a) {
     if (b.index == a.index || b.axes.size() != a.axes.size()) return false;
     for (std::size_t i = 0; i < a.axes.size(); ++i) {
@@ -480,10 +485,16 @@ class FrontierStrategy : public SearchStrategy {
     for (std::size_t i = 0; i < race.cands.size(); ++i) {
       if (race.cands[i].alive && race.cands[i].measured_to >= n) live.push_back(i);
     }
-    if (n >= options_.samples && !race.dependents.empty()) {
-      // The front combinations start from: eliminated only with confidence
-      // about the true means, not by the exact numbers the answers use.
+    if (!race.dependents.empty()) {
+      // A space combinations start from keeps racing what may combine:
+      // eliminated only with confidence about the true means and by a
+      // clearly faster setting (exactly as fast ones can part inside a
+      // combination). Its last round also marks that combining front.
       const auto out = dominated(race, live, n, /*exact_at_full=*/false);
+      if (n < options_.samples) {
+        for (std::size_t i : live) race.cands[i].alive = !out[i];
+        return;
+      }
       for (std::size_t i : live) race.cands[i].combining = !out[i];
     }
     if (live.size() < 2) return;
@@ -570,7 +581,9 @@ class FrontierStrategy : public SearchStrategy {
       if (!out[ai]) {
         for (std::size_t bi : best) {
           const Candidate& b = race.cands[bi];
-          if (!covers(race, b, a)) continue;
+          // The combining front keeps a setting that only one about as fast
+          // beats: inside a combination their speeds can part.
+          if (!covers(race, b, a) || (!exact_at_full && !clearly_faster(b, a))) continue;
           for (int p = 0; p < n; ++p) diff[p] = (a.acc[p] - b.acc[p]) / mean_base[ai];  // loss_b - loss_a
           const MeanBounds d = sample_bounds(diff);
           // The pair's spread is at most the sum of the two spreads.
@@ -584,7 +597,9 @@ class FrontierStrategy : public SearchStrategy {
         if (!out[ai] && fo_.assume_monotone) {
           for (std::size_t q = 0; q < by_speed.size() && !out[ai]; ++q) {
             const Candidate& b = race.cands[by_speed[q]];
-            if (q != pos && less_aggressive(b, a) && covers(race, b, a)) out[ai] = true;
+            if (q != pos && less_aggressive(b, a) && covers(race, b, a) && (exact_at_full || clearly_faster(b, a))) {
+              out[ai] = true;
+            }
           }
         }
       }
