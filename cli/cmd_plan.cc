@@ -52,36 +52,47 @@ std::map<partition::Model, int> parse_resolutions(const std::vector<std::string>
 }
 
 // The frontier strategy's cost, estimated by running it on the synthetic
-// landscape (the evaluator's defaults) over this plan: its share of the
-// exhaustive simulated seconds, applied to the planner's estimate.
+// landscape (the evaluator's defaults): per model, over the tasks of one of
+// its baselines (the first in plan order: the strategy's share hardly moves
+// with sampler and steps, and a whole category would take minutes), its
+// share of exhaustive's simulated seconds, applied to the planner's cost of
+// that model.
 struct FrontierEstimate {
-  double share = 0;  // frontier seconds / exhaustive seconds
+  std::map<partition::Model, double> share;  // frontier seconds / exhaustive seconds
+  std::size_t baselines = 0;                 // simulated
   std::size_t items = 0;
   std::size_t images = 0;
 };
 
-FrontierEstimate estimate_frontier(const std::vector<partition::Task>& tasks, const PlanArgs& args) {
-  coordinator::SearchOptions o;
-  o.tasks = tasks;
-  o.samples = args.samples;
-  o.resolution = parse_resolutions(args.resolutions);
-  if (!args.space_file.empty()) {
-    o.space_json = io::read_json_file(args.space_file, "search space");
-    o.space_source = args.space_file;
-  }
-  o.prompts = io::prompts_or_default("");
-  o.evaluator = "synthetic";
-  o.speed_measure = "wall";
-  o.strategy = "frontier";
-  o.frontier = frontier_options(args.strategy, args.samples);
-  const coordinator::SearchPlan plan = coordinator::make_search_plan(o);
-  auto evaluator = coordinator::make_evaluator(o.evaluator, 0);
-  const auto sim = coordinator::simulate_search(o, plan, *evaluator, /*keep_prompts=*/false);
-  const double exhaustive = coordinator::exhaustive_gpu_seconds(o, plan, evaluator.get(), {});
+FrontierEstimate estimate_frontier(const partition::Plan& full, const PlanArgs& args) {
   FrontierEstimate e;
-  e.share = exhaustive > 0 ? sim.gpu_seconds / exhaustive : 1.0;
-  e.items = sim.items;
-  e.images = sim.prompts;
+  std::map<partition::Model, std::size_t> first;  // model -> its first baseline
+  for (std::size_t b = 0; b < full.baselines.size(); ++b) first.emplace(full.baselines[b].model, b);
+  for (const auto& [model, baseline] : first) {
+    coordinator::SearchOptions o;
+    for (std::size_t t = 0; t < full.tasks.size(); ++t) {
+      if (full.task_baseline[t] == baseline) o.tasks.push_back(full.tasks[t]);
+    }
+    o.samples = args.samples;
+    o.resolution = parse_resolutions(args.resolutions);
+    if (!args.space_file.empty()) {
+      o.space_json = io::read_json_file(args.space_file, "search space");
+      o.space_source = args.space_file;
+    }
+    o.prompts = io::prompts_or_default("");
+    o.evaluator = "synthetic";
+    o.speed_measure = "wall";
+    o.strategy = "frontier";
+    o.frontier = frontier_options(args.strategy, args.samples);
+    const coordinator::SearchPlan plan = coordinator::make_search_plan(o);
+    auto evaluator = coordinator::make_evaluator(o.evaluator, 0);
+    const auto sim = coordinator::simulate_search(o, plan, *evaluator, /*keep_prompts=*/false);
+    const double exhaustive = coordinator::exhaustive_gpu_seconds(o, plan, evaluator.get(), {});
+    e.share[model] = exhaustive > 0 ? sim.gpu_seconds / exhaustive : 1.0;
+    e.baselines += 1;
+    e.items += sim.items;
+    e.images += sim.prompts;
+  }
   return e;
 }
 
@@ -124,7 +135,12 @@ int run_plan(const PlanArgs& args) {
   frontier_options(args.strategy, args.samples);  // checks the options either way
   const bool frontier = args.strategy.strategy == "frontier";
   FrontierEstimate fe;
-  if (frontier) fe = estimate_frontier(tasks, args);
+  double frontier_cost = 0;
+  if (frontier) {
+    fe = estimate_frontier(plan, args);
+    for (const auto& [model, m] : per_model) frontier_cost += fe.share[model] * m.cost;
+  }
+  const double frontier_share = plan.total_cost > 0 ? frontier_cost / plan.total_cost : 1.0;
 
   if (args.json) {
     nlohmann::json j;
@@ -143,10 +159,11 @@ int run_plan(const PlanArgs& args) {
     j["gpu_hours_h200_eager"] = gpu_hours;
     j["strategy"] = args.strategy.strategy;
     if (frontier) {
-      j["frontier_share"] = fe.share;
-      j["frontier_gpu_hours_h200_eager"] = gpu_hours * fe.share;
+      j["frontier_share"] = frontier_share;
+      j["frontier_gpu_hours_h200_eager"] = gpu_hours * frontier_share;
       j["frontier_simulated_items"] = fe.items;
-      j["frontier_estimate_method"] = "simulated on --evaluator synthetic (default landscape)";
+      j["frontier_estimate_method"] =
+          "simulated on --evaluator synthetic (default landscape), one baseline per model, scaled by the planner's cost";
     }
     j["workers"] = balance.workers;
     j["max_load"] = balance.max_load;
@@ -183,9 +200,10 @@ int run_plan(const PlanArgs& args) {
   if (frontier) {
     std::printf(
         "frontier strategy (the default): about %.1f GPU-hours, %.2f%% of exhaustive (%.0fx less), estimated by "
-        "running it on the synthetic landscape over this plan (%zu items, %zu images); a real landscape's noise and "
-        "shape move this (docs/search.md)\n",
-        gpu_hours * fe.share, 100 * fe.share, fe.share > 0 ? 1 / fe.share : 0.0, fe.items, fe.images);
+        "running it on the synthetic landscape over one baseline per model (%zu baselines, %zu items, %zu images) "
+        "and scaling each model's cost; a real landscape's noise and shape move this (docs/search.md)\n",
+        gpu_hours * frontier_share, 100 * frontier_share, frontier_share > 0 ? 1 / frontier_share : 0.0,
+        fe.baselines, fe.items, fe.images);
   }
   std::printf(
       "balance over %d workers (longest processing time first): max load %.0f, mean "
