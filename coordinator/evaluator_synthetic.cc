@@ -8,6 +8,7 @@
 #include <thread>
 #include <stdexcept>
 
+#include "coordinator/evaluators.h"
 #include "io/error.h"
 #include "partition/search_space.h"
 
@@ -388,16 +389,10 @@ bool parse_double(const std::string& text, double& out) {
 }  // namespace
 
 SyntheticEvaluator::SyntheticEvaluator(const std::string& options) {
-  std::size_t pos = 0;
-  while (pos < options.size()) {
-    std::size_t end = options.find(',', pos);
-    if (end == std::string::npos) end = options.size();
-    const std::string item = options.substr(pos, end - pos);
-    pos = end + 1;
-    if (item.empty()) continue;
-    const auto eq = item.find('=');
-    const std::string key = item.substr(0, eq);
-    const std::string value = eq == std::string::npos ? "" : item.substr(eq + 1);
+  for (const auto& option : split_evaluator_options(options)) {
+    const std::string& item = option.item;
+    const std::string& key = option.key;
+    const std::string& value = option.value;
     bool ok = false;
     double d = 0;
     if (key == "seed") {

@@ -48,17 +48,30 @@ worker::EvaluationRecord NullEvaluator::evaluate(const worker::MeasurementUnit& 
   return r;
 }
 
-FakeEvaluator::FakeEvaluator(const std::string& options, int rank) : rank_(rank) {
+std::vector<EvaluatorOption> split_evaluator_options(const std::string& options) {
+  std::vector<EvaluatorOption> out;
   std::size_t pos = 0;
   while (pos < options.size()) {
     std::size_t end = options.find(',', pos);
     if (end == std::string::npos) end = options.size();
-    const std::string item = options.substr(pos, end - pos);
+    EvaluatorOption o;
+    o.item = options.substr(pos, end - pos);
     pos = end + 1;
-    if (item.empty()) continue;
-    const auto eq = item.find('=');
-    const std::string key = item.substr(0, eq);
-    const std::string value = eq == std::string::npos ? "1" : item.substr(eq + 1);
+    if (o.item.empty()) continue;
+    const auto eq = o.item.find('=');
+    o.key = o.item.substr(0, eq);
+    o.has_value = eq != std::string::npos;
+    if (o.has_value) o.value = o.item.substr(eq + 1);
+    out.push_back(std::move(o));
+  }
+  return out;
+}
+
+FakeEvaluator::FakeEvaluator(const std::string& options, int rank) : rank_(rank) {
+  for (const auto& option : split_evaluator_options(options)) {
+    const std::string& item = option.item;
+    const std::string& key = option.key;
+    const std::string value = option.has_value ? option.value : "1";  // a bare flag is on
     try {
       if (key == "fail_rank") fail_rank_ = std::stoi(value);
       else if (key == "fail_every") fail_every_ = std::max(1, std::stoi(value));

@@ -7,6 +7,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "worker/evaluator.h"
 
@@ -57,6 +58,16 @@ class FakeEvaluator : public worker::Evaluator {
   int hang_ms_ = 0;
   bool hung_ = false;
 };
+
+// One "key=value" (or bare "key") of an evaluator's options ("a=1,b,c=x").
+struct EvaluatorOption {
+  std::string item;  // as written, for messages
+  std::string key;
+  std::string value;  // "" for a bare key
+  bool has_value = false;
+};
+// The options after "kind:", split at commas; empty items are skipped.
+std::vector<EvaluatorOption> split_evaluator_options(const std::string& options);
 
 using EvaluatorFactory = std::function<std::unique_ptr<worker::Evaluator>()>;
 // The executable registers the engine's factory here (cli/cmd_search.cc), so
