@@ -103,9 +103,13 @@ nlohmann::json search_config(const SearchOptions& options, const partition::Plan
                             {"dtype", options.dtype},
                             {"resolution", resolution},
                             {"speed_measure", options.speed_measure},
-                            {"evaluator", evaluator_kind(options.evaluator)},
-                            {"strategy", options.strategy}};
-  if (options.strategy == "frontier") config["frontier"] = options.frontier.to_json();
+                            {"evaluator", evaluator_kind(options.evaluator)}};
+  // Exhaustive is what files meant before strategies existed: they record
+  // nothing for it, so results files of earlier versions still resume.
+  if (options.strategy != "exhaustive") {
+    config["strategy"] = options.strategy;
+    config["frontier"] = options.frontier.to_json();
+  }
   if (options.shard.count > 1) config["shard"] = {{"index", options.shard.index}, {"count", options.shard.count}};
   return config;
 }

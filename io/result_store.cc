@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -441,8 +442,16 @@ ResultStore ResultStore::open(const std::string& path, const nlohmann::json& con
     if (!diff.empty()) {
       std::string fields;
       for (const auto& f : diff) fields += (fields.empty() ? "" : ", ") + f;
+      // The file's strategy is the likeliest difference since strategies
+      // came: say which one it was.
+      const bool strategy = std::find(diff.begin(), diff.end(), "strategy") != diff.end();
+      const std::string hint =
+          !strategy ? ""
+                    : contents.config.contains("strategy") ? " (the file was searched with --strategy " +
+                                                                  contents.config.value("strategy", std::string()) + ")"
+                                                            : " (the file was searched exhaustively: add --strategy exhaustive)";
       throw InputError(path + ": --resume with a different search configuration (fields that differ: " +
-                       fields + "); rerun with the original options, or write to a new --out file");
+                       fields + ")" + hint + "; rerun with the original options, or write to a new --out file");
     }
   }
   contents.config = config;

@@ -156,6 +156,24 @@ TEST_F(SearchTest, ResumeWithOtherSamplesIsRefused) {
   EXPECT_THROW(run_search_local(options_), InputError);
 }
 
+// An exhaustive file (and a file of an earlier version) records no strategy:
+// resuming it with the frontier default is refused, saying what to add.
+TEST_F(SearchTest, ResumeWithAnotherStrategyNamesTheFilesStrategy) {
+  options_.out = out("r.h5");
+  ASSERT_EQ(run_search_local(options_), 0);
+  EXPECT_FALSE(io::read_results(options_.out).config.contains("strategy"));
+  options_.resume = true;
+  options_.strategy = "frontier";
+  try {
+    run_search_local(options_);
+    FAIL() << "resumed an exhaustive file with the frontier strategy";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("add --strategy exhaustive"), std::string::npos) << e.what();
+  }
+  options_.strategy = "exhaustive";
+  EXPECT_EQ(run_search_local(options_), 0);
+}
+
 TEST_F(SearchTest, FailuresAreRetriedThenRecordedFailed) {
   options_.out = out("r.h5");
   options_.evaluator = "fake:fail_always,fail_every=4";
