@@ -33,13 +33,14 @@ for sync in 0 0.05; do
   start=$(date +%s.%N)
   mpirun --oversubscribe -np "$np" "$bin" search --grid 4 --filter "$filter" \
     --models "$work/models.json" --clip "$fixtures/tiny-clip" --out "$work/r.h5" \
-    --evaluator null --num-samples 1 --journal-sync "$sync" --progress-interval 1 \
+    --evaluator null --strategy exhaustive --num-samples 1 --journal-sync "$sync" --progress-interval 1 \
     > "$work/log.txt" 2>&1 || { tail -20 "$work/log.txt"; exit 1; }
   wall=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')
   last=$(grep "progress:" "$work/log.txt" | tail -1)
-  done_units=$(echo "$last" | sed -n 's/.*progress: \([0-9]*\)\/\([0-9]*\) units.*/\1/p')
-  total_units=$(echo "$last" | sed -n 's/.*progress: \([0-9]*\)\/\([0-9]*\) units.*/\2/p')
-  rate=$(echo "$last" | sed -n 's/.*, \([0-9.]*\) units\/s.*/\1/p')
+  # "progress: S/S spaces (...), D/T items released so far, R items/s, ..."
+  done_units=$(echo "$last" | sed -n 's/.* \([0-9]*\)\/\([0-9]*\) items released.*/\1/p')
+  total_units=$(echo "$last" | sed -n 's/.* \([0-9]*\)\/\([0-9]*\) items released.*/\2/p')
+  rate=$(echo "$last" | sed -n 's/.*, \([0-9.]*\) items\/s.*/\1/p')
   [ "$done_units" = "$total_units" ] || { echo "bench_coordinator: search incomplete: $last" >&2; exit 1; }
   rows=$(/usr/bin/python3 -c "import h5py,sys; print(len(h5py.File(sys.argv[1])['evaluations']))" "$work/r.h5")
   [ "$rows" = "$total_units" ] || { echo "bench_coordinator: $rows rows for $total_units units" >&2; exit 1; }

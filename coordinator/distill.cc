@@ -110,10 +110,6 @@ std::optional<Candidate> nearest_on_front(const std::vector<Candidate>& c, F sho
   return best;
 }
 
-std::size_t space_size_hint(const partition::Plan& plan, std::size_t space) {
-  return space == partition::kNoSpace ? 1 : static_cast<std::size_t>(std::min<uint64_t>(plan.spaces[space].size, 4096));
-}
-
 }  // namespace
 
 nlohmann::json distill(const io::ResultsContents& contents, const std::vector<partition::Task>& tasks) {
@@ -161,7 +157,6 @@ nlohmann::json distill(const io::ResultsContents& contents, const std::vector<pa
     std::vector<Candidate> candidates;
     std::vector<Measured> measured;
     std::size_t total = 0, missing = 0, failed = 0;
-    measured.reserve(space_size_hint(plan, plan.task_space[t]));
     auto consider = [&](const std::string& unit_key) {
       ++total;
       auto it = ok_rows.find(unit_key);

@@ -67,7 +67,6 @@ void Scheduler::feed() {
         s.done = true;
         ++done_;
         ++unservable_;
-        if (dropped_now_) ++(*dropped_now_)[*plan_.plan.baselines[items_[id].baseline].platform];
         continue;
       }
       queues_[items_[id].baseline].push_back(id);

@@ -91,7 +91,6 @@ class Scheduler {
   std::deque<std::size_t> retry_;
   std::vector<std::string> group_platform_;  // per baseline: platform_key, "" for none
   std::set<std::string> dropped_platforms_;  // platform keys no worker has
-  std::map<std::string, std::size_t>* dropped_now_ = nullptr;
   std::map<std::string, Previous> previous_;
   bool feeding_ = false;
   std::size_t done_ = 0, skipped_ = 0, failed_ = 0, retried_ = 0, unservable_ = 0;

@@ -1,8 +1,6 @@
 // The exhaustive strategy: every unit of every planned space at full
 // fidelity, in plan order. It defines the right answer; the frontier
 // strategy must reach the same answers for far less.
-#include <set>
-
 #include "coordinator/search.h"
 #include "coordinator/strategy_internal.h"
 
@@ -11,7 +9,7 @@ namespace {
 
 class ExhaustiveStrategy : public SearchStrategy {
  public:
-  ExhaustiveStrategy(const SearchOptions& options, const SearchPlan& plan) : plan_(plan) {
+  ExhaustiveStrategy(const SearchOptions& options, const SearchPlan& plan) {
     const auto& p = plan.plan;
     for (std::size_t b : plan.basic_baselines) {
       if (plan.in_shard[b]) ready_.push_back(make_work_item(p, partition::kNoSpace, 0, b, 0, options.samples));
@@ -42,7 +40,6 @@ class ExhaustiveStrategy : public SearchStrategy {
   std::pair<std::size_t, std::size_t> spaces_done() const override { return {done_, spaces_}; }
 
  private:
-  const SearchPlan& plan_;
   std::vector<WorkItem> ready_;
   std::vector<uint64_t> remaining_;
   std::size_t outstanding_ = 0, spaces_ = 0, done_ = 0;

@@ -637,9 +637,11 @@ class FrontierStrategy : public SearchStrategy {
       if (trace_) {
         std::size_t alive = 0, measured = 0;
         for (const auto& c : race.cands) alive += c.alive, measured += c.measured_to >= n;
-        std::fprintf(stderr, "trace %s: round to %d: %zu candidates, %zu measured, %zu alive, margins %.3f %.4f\n",
+        std::fprintf(stderr,
+                     "frontier trace %s: round to %d prompts: %zu candidates, %zu measured, %zu alive, margins %.3f "
+                     "%.4f, %zu pruned by prediction so far\n",
                      space_of(race).key().c_str(), n, race.cands.size(), measured, alive, race.margin,
-                     race.loss_margin);
+                     race.loss_margin, pruned_);
       }
       if (n >= options_.samples) {
         race.phase = Phase::Done;
@@ -665,6 +667,8 @@ class FrontierStrategy : public SearchStrategy {
   std::vector<WorkItem> ready_;
   std::size_t outstanding_baselines_ = 0;
   std::size_t pruned_ = 0;
+  // DIFFSEARCH_FRONTIER_TRACE=1: a line per space and round on stderr
+  // (where a race spends its prompts; docs/search.md).
   bool trace_ = std::getenv("DIFFSEARCH_FRONTIER_TRACE") != nullptr;
 };
 

@@ -472,6 +472,28 @@ TEST_F(CodegenTest, TasksWithoutAnOkAnswerGetNoScriptAndAreNamed) {
   EXPECT_NE(readme.find("1 of\n5 tasks have a script"), std::string::npos) << readme;
 }
 
+// The rebuilt command carries the file's strategy and the knobs that differ
+// from their defaults (a resume with others is refused); a configuration
+// without a strategy was exhaustive.
+TEST_F(CodegenTest, RebuiltCommandCarriesTheStrategy) {
+  AnswersFile f;
+  f.other("Generate a SD1.5 pipeline using the DDIM sampler with 20 steps, accelerated by ToMe", "not_measured", true);
+  f.json()["_config"]["strategy"] = "frontier";
+  f.json()["_config"]["frontier"] = {{"race_prompts", {2, 4}}, {"confidence", 0.999}, {"assume_monotone", false},
+                                     {"combine", "fronts"}, {"calibration", 12}, {"speed_margin", 0.05},
+                                     {"speed_tolerance", 0.01}};
+  auto request = request_for(f);
+  std::string command = generate(request).resume_command;
+  EXPECT_NE(command.find(" --race-prompts 2,4 --confidence 0.999 --no-assume-monotone --resume"), std::string::npos)
+      << command;
+  EXPECT_EQ(command.find("--strategy"), std::string::npos) << command;
+  EXPECT_EQ(command.find("--combine"), std::string::npos) << command;
+  f.json()["_config"].erase("strategy");
+  f.json()["_config"].erase("frontier");
+  command = generate(request_for(f)).resume_command;
+  EXPECT_NE(command.find(" --strategy exhaustive --resume"), std::string::npos) << command;
+}
+
 // With the search's own task list and its recorded command line, the resume
 // command is that line with --resume.
 TEST_F(CodegenTest, ResumeCommandFromTheRecordedSearch) {

@@ -38,5 +38,26 @@ TEST(RaceStats, MeanBoundsWidenWithSpreadAndConfidence) {
   EXPECT_EQ(same.upper, 2.0);
 }
 
+// Bounds on what all prompts will measure: none left at full fidelity,
+// narrower than the true-mean bounds before it, and the pooled half width
+// is the same formula for a given spread.
+TEST(RaceStats, FinalMeanBoundsCloseAtFullFidelity) {
+  const std::vector<double> v = {1.0, 2.0, 0.0, 1.0};
+  const MeanBounds all = final_mean_bounds(v, 4, 0.99);
+  EXPECT_EQ(all.lower, all.mean);
+  EXPECT_EQ(all.upper, all.mean);
+  const MeanBounds part = final_mean_bounds(v, 32, 0.99);
+  const MeanBounds truth = mean_bounds(v, 0.99);
+  EXPECT_LT(part.upper - part.mean, truth.upper - truth.mean);
+  EXPECT_GT(part.upper, part.mean);
+  const double sd = std::sqrt(2.0 / 3.0);
+  EXPECT_NEAR(mean_half_width(sd, 4, 32, 3, 0.99, /*final=*/true), part.upper - part.mean, 1e-12);
+  EXPECT_NEAR(mean_half_width(sd, 4, 32, 3, 0.99, /*final=*/false), truth.upper - truth.mean, 1e-12);
+  EXPECT_EQ(mean_half_width(sd, 32, 32, 3, 0.99, true), 0.0);
+  // Many degrees of freedom from pooling: t(0.99, 96) 2.37 against t(0.99, 3)
+  // 4.54, so a 4-prompt bound about half as wide.
+  EXPECT_NEAR(mean_half_width(sd, 4, 32, 96, 0.99, true) / (part.upper - part.mean), 2.366 / 4.541, 2e-3);
+}
+
 }  // namespace
 }  // namespace diffsearch::coordinator

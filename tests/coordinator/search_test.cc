@@ -101,6 +101,15 @@ TEST_F(SearchTest, MeasuresEveryUnitOnceAndAnswersDeterministically) {
   }
   EXPECT_EQ(statuses["not_measured"], 0);
   EXPECT_EQ(statuses["failed"], 0);
+  // An evaluator that cannot estimate a unit unmeasured (the fake one):
+  // exhaustive's cost is extrapolated from the rows, here all of them.
+  const auto& run = contents.runs.back()["attributes"];
+  EXPECT_EQ(run.at("strategy"), "exhaustive");
+  double spent = 0;
+  for (const auto& r : contents.rows) spent += r.gpu_seconds;
+  EXPECT_GT(spent, 0);
+  EXPECT_NEAR(run.at("gpu_seconds").get<double>(), spent, 1e-9 * spent);
+  EXPECT_NEAR(run.at("gpu_seconds_exhaustive").get<double>(), spent, 0.25 * spent);
 }
 
 // One process names its device in the run record as a worker under mpirun
@@ -276,6 +285,31 @@ TEST_F(FrontierSearchTest, ShardsMergedGiveTheSameAnswers) {
   }
   const auto merged = io::merge_shards(inputs, "run-merge", nlohmann::json::object());
   EXPECT_EQ(answers_of(merged, options_.tasks), expected);
+  EXPECT_EQ(merged.runs.back()["attributes"]["spaces_done"], merged.runs.back()["attributes"]["spaces"]);
+
+  // A frontier shard measures a sliver of its units by design: it is
+  // unfinished while its strategy has not answered every space (here: a
+  // copy whose last run record is the one written as the run began).
+  auto unfinished = inputs;
+  auto& runs = unfinished[1].contents.runs;
+  for (auto& run : runs) {
+    run["attributes"].erase("spaces");
+    run["attributes"].erase("spaces_done");
+  }
+  try {
+    io::merge_shards(unfinished, "run-merge-2", nlohmann::json::object());
+    FAIL() << "merged a frontier shard without a finished run";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("has no finished run"), std::string::npos) << e.what();
+  }
+  runs.back()["attributes"]["spaces"] = 3;
+  runs.back()["attributes"]["spaces_done"] = 1;
+  try {
+    io::merge_shards(unfinished, "run-merge-3", nlohmann::json::object());
+    FAIL() << "merged a frontier shard that answered 1 of 3 spaces";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("has answered 1 of its 3 spaces"), std::string::npos) << e.what();
+  }
 }
 
 TEST_F(FrontierSearchTest, MeasuresFarLessThanExhaustiveAndAccountsForIt) {
