@@ -17,7 +17,7 @@ namespace diffsearch::coordinator {
 // 50 steps), so one UNet step with guidance costs about 7.6 ms.
 constexpr double kSyntheticSecondsPerCostUnit = partition::kSecondsPerCostUnit / 3.8;
 // Multiply-accumulates of one cost unit: SD1.5's UNet at 512 px with guidance
-// (REFERENCE.md: 1.61 TFLOP per step, two images).
+// (1.61 TFLOP per SD1.5 512 px step with guidance: two images).
 constexpr double kSyntheticMacsPerCostUnit = 0.805e12;
 // Text encoder and VAE decode per image, in full UNet steps: no method speeds it up.
 constexpr double kSyntheticFixedSteps = 1.5;
