@@ -250,7 +250,8 @@ TEST_F(FrontierSearchTest, ResumeFromAJournalCutAnywhereGivesTheSameAnswers) {
   const auto full = io::read_results(options_.out);
   const std::string expected = answers_of(full, options_.tasks);
   std::size_t answered = 0;
-  for (const auto& [k, v] : nlohmann::json::parse(expected).items()) answered += k[0] != '_' && v["status"] != "not_measured";
+  const auto expected_json = nlohmann::json::parse(expected);  // items() must not outlive it
+  for (const auto& [k, v] : expected_json.items()) answered += k[0] != '_' && v["status"] != "not_measured";
   EXPECT_EQ(answered, options_.tasks.size());
   std::ifstream in(options_.out + ".journal");
   const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
