@@ -14,6 +14,7 @@
 #include "io/log/log.h"
 #include "io/prompts.h"
 #include "partition/grid.h"
+#include "partition/models_file.h"
 #include "partition/search_space.h"
 #include "partition/shard.h"
 #include "worker/evaluator.h"
@@ -28,26 +29,6 @@ bool is_dir(const std::string& p) {
 bool is_file(const std::string& p) {
   struct stat st;
   return ::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode);
-}
-
-std::map<partition::Model, std::string> read_models(const std::string& path) {
-  const auto json = io::read_json_file(path, "models");
-  if (!json.is_object()) {
-    throw InputError(path + ": expected a JSON object mapping \"SD1.5\", \"SD2.1\", \"SDXL\" to model folders");
-  }
-  const auto slash = path.rfind('/');
-  const std::string base = slash == std::string::npos ? "" : path.substr(0, slash + 1);
-  std::map<partition::Model, std::string> out;
-  for (const auto& [name, value] : json.items()) {
-    if (!name.empty() && name[0] == '_') continue;
-    const auto model = partition::find_model(name);
-    if (!model) throw InputError(path + ": unknown model \"" + name + "\" (expected SD1.5, SD2.1 or SDXL)");
-    if (!value.is_string()) throw InputError(path + ": \"" + name + "\" must be a folder path (a string)");
-    std::string dir = value.get<std::string>();
-    if (!dir.empty() && dir[0] != '/') dir = base + dir;
-    out[*model] = dir;
-  }
-  return out;
 }
 
 std::map<partition::Model, int> parse_resolutions(const std::vector<std::string>& specs) {
@@ -159,7 +140,7 @@ coordinator::SearchOptions build_search_options(const SearchArgs& a, std::vector
   }
   o.prompts = io::prompts_or_default(a.prompts_file);
   const std::string kind = coordinator::evaluator_kind(a.evaluator);
-  if (!a.models_file.empty()) o.model_dirs = read_models(a.models_file);
+  if (!a.models_file.empty()) o.model_dirs = partition::read_models_file(a.models_file);
   if (kind == "engine") {
     if (a.models_file.empty()) {
       throw InputError(command + " needs --models MODELS.json (model name -> diffusers folder)");
