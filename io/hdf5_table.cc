@@ -223,6 +223,16 @@ std::string H5File::string_attribute(const std::string& object_path, const std::
     throw InputError(path_ + ": attribute '" + name + "' missing on " + object_path);
   }
   hid_t attr = H5Aopen_by_name(id_, object_path.c_str(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT);
+  if (attr < 0) fail(path_, "cannot read attribute '" + name + "' on " + object_path);
+  // One value is read into one slot below; an array attribute would overrun it.
+  hid_t space = H5Aget_space(attr);
+  const hssize_t points = space >= 0 ? H5Sget_simple_extent_npoints(space) : -1;
+  if (space >= 0) H5Sclose(space);
+  if (points != 1) {
+    H5Aclose(attr);
+    throw InputError(path_ + ": attribute '" + name + "' on " + object_path + " holds " + std::to_string(points) +
+                     " values where diffsearch writes one (a file from another tool, or damaged)");
+  }
   hid_t file_type = H5Aget_type(attr);
   std::string out;
   if (H5Tget_class(file_type) == H5T_STRING) {
@@ -375,6 +385,17 @@ H5Table::H5Table(H5File& file, const std::string& name, const Schema& schema)
   }
   dataset_ = H5Dopen2(file.id(), name.c_str(), H5P_DEFAULT);
   if (dataset_ < 0) fail(file.path(), "cannot open table " + name);
+  // size() and read_all() read one dimension of rows: a scalar or a 2-D
+  // dataset would overrun their buffers.
+  hid_t space = H5Dget_space(dataset_);
+  const int rank = space >= 0 ? H5Sget_simple_extent_ndims(space) : -1;
+  if (space >= 0) H5Sclose(space);
+  if (rank != 1) {
+    H5Dclose(dataset_);
+    dataset_ = -1;
+    throw InputError(file.path() + ": table '" + name + "' has " + std::to_string(rank) +
+                     " dimensions where diffsearch writes one (a file from another tool, or damaged)");
+  }
   hid_t file_type = H5Dget_type(dataset_);
   const std::string problem = match_columns(file_type, schema_, in_file_);
   H5Tclose(file_type);

@@ -37,9 +37,15 @@ double get_num(const nlohmann::json& j, const char* key) {
   if (it == j.end() || !it->is_number()) return std::numeric_limits<double>::quiet_NaN();
   return it->get<double>();
 }
+// Absent or null reads as 0 (lines older than the field); anything but an
+// integer is damage: a float would not even convert (1e300 has no int64).
 int64_t get_int(const nlohmann::json& j, const char* key) {
   auto it = j.find(key);
-  return it == j.end() || !it->is_number() ? 0 : it->get<int64_t>();
+  if (it == j.end() || it->is_null()) return 0;
+  if (!it->is_number_integer()) {
+    throw InputError(std::string("field \"") + key + "\" is " + it->dump() + ", not an integer");
+  }
+  return it->get<int64_t>();
 }
 std::string get_str(const nlohmann::json& j, const char* key) {
   auto it = j.find(key);
@@ -80,6 +86,18 @@ EvaluationRow row_from_values(const Row& v) {
   return r;
 }
 
+// What readers of rows (distill, status, merge) rely on beyond the types:
+// the setting column is setting_key's JSON object text. Throws InputError
+// naming the field. (Empty: none recorded, as rows written by hand in tests.)
+void check_row(const EvaluationRow& r) {
+  if (r.setting.empty()) return;
+  const auto setting = nlohmann::json::parse(r.setting, nullptr, false);
+  if (!setting.is_object()) {
+    throw InputError("field \"setting\" of unit \"" + r.unit_key + "\" is \"" + r.setting.substr(0, 80) +
+                     "\", not a setting's JSON object");
+  }
+}
+
 struct Journal {
   nlohmann::json header;
   std::vector<nlohmann::json> runs;
@@ -118,6 +136,18 @@ Journal read_journal(const std::string& path) {
                        " is not JSON; the journal is damaged (remove it to fall back on the HDF5 file)");
     }
     const std::string kind = get_str(record, "kind");
+    // Readers index these without checking: one place refuses damage.
+    auto damaged = [&](const std::string& what) {
+      return InputError(path + ": line " + std::to_string(line_no) + ": " + what +
+                        "; the journal is damaged (remove it to fall back on the HDF5 file)");
+    };
+    if (kind == "header" && record.contains("config") && !record["config"].is_object()) {
+      throw damaged("the header's \"config\" is not a JSON object");
+    }
+    if (kind == "run" && (!record.contains("run_id") || !record["run_id"].is_string() ||
+                          !record.contains("attributes") || !record["attributes"].is_object())) {
+      throw damaged("a run record needs a string \"run_id\" and an object \"attributes\"");
+    }
     if (kind == "header") {
       if (get_str(record, "format") != kResultsFormat) {
         throw InputError(path + ": not a diffsearch results journal (format \"" +
@@ -127,7 +157,12 @@ Journal read_journal(const std::string& path) {
     } else if (kind == "run") {
       journal.runs.push_back(record);
     } else if (kind == "evaluation") {
-      journal.rows.push_back(EvaluationRow::from_json(record));
+      try {
+        journal.rows.push_back(EvaluationRow::from_json(record));
+        check_row(journal.rows.back());
+      } catch (const InputError& e) {
+        throw damaged(std::string("an evaluation's ") + e.what());
+      }
     }
     pos = end + 1;
     journal.valid_bytes = pos;
@@ -140,7 +175,8 @@ Journal read_journal(const std::string& path) {
 
 ResultsContents contents_from_journal(Journal&& journal) {
   ResultsContents c;
-  c.config = journal.header.is_null() ? nlohmann::json::object() : journal.header["config"];
+  c.config = journal.header.is_null() || !journal.header.contains("config") ? nlohmann::json::object()
+                                                                            : journal.header["config"];
   // A run is recorded when it starts and again when it ends; the last wins.
   std::map<std::string, std::size_t> seen;
   for (auto& r : journal.runs) {
@@ -173,15 +209,20 @@ ResultsContents read_h5(const std::string& path, std::vector<std::string>* absen
                      std::to_string(kResultsVersion));
   }
   ResultsContents c;
-  try {
-    c.config = nlohmann::json::parse(file.string_attribute("/", "config"));
-  } catch (const nlohmann::json::exception&) {
-    throw InputError(path + ": the root attribute 'config' is not JSON");
+  c.config = nlohmann::json::parse(file.string_attribute("/", "config"), nullptr, false);
+  if (!c.config.is_object()) {
+    throw InputError(path + ": the root attribute 'config' is not a JSON object; the file is damaged (use the "
+                     "file as diffsearch search wrote it, or rerun the search)");
   }
   for (const auto& id : file.list_group("/runs")) {
     nlohmann::json attributes = nlohmann::json::object();
     if (file.has_attribute("/runs/" + id, "attributes")) {
       attributes = nlohmann::json::parse(file.string_attribute("/runs/" + id, "attributes"), nullptr, false);
+    }
+    if (!attributes.is_object()) {
+      throw InputError(path + ": the attribute 'attributes' of /runs/" + id +
+                       " is not a JSON object; the file is damaged (use the file as diffsearch search "
+                       "wrote it, or rerun the search)");
     }
     c.runs.push_back({{"run_id", id}, {"attributes", attributes}});
   }
@@ -192,6 +233,12 @@ ResultsContents read_h5(const std::string& path, std::vector<std::string>* absen
     EvaluationRow row = row_from_values(values);
     if (!has_prompt_end) row.prompt_end = legacy_prompt_end(row);
     if (!has_gpu_seconds) row.gpu_seconds = legacy_gpu_seconds(row);
+    try {
+      check_row(row);
+    } catch (const InputError& e) {
+      throw InputError(path + ": /evaluations row " + std::to_string(c.rows.size()) + ": " + e.what() +
+                       "; the file is damaged (use the file as diffsearch search wrote it, or rerun the search)");
+    }
     c.rows.push_back(std::move(row));
   }
   if (absent_columns) *absent_columns = evaluations.absent_columns();
@@ -314,6 +361,9 @@ EvaluationRow EvaluationRow::from_json(const nlohmann::json& j) {
       auto d = [&](int i) {
         return p[i].is_number() ? p[i].get<double>() : std::numeric_limits<double>::quiet_NaN();
       };
+      if (!p[0].is_number_integer()) {
+        throw InputError("field \"prompts\" holds a prompt index " + p[0].dump() + ", not an integer");
+      }
       r.prompts.push_back(PromptScore{p[0].get<int64_t>(), d(1), d(2), d(3), d(4)});
     }
   }

@@ -3,6 +3,7 @@
 #include "io/hdf5_table.h"
 
 #include <gtest/gtest.h>
+#include <hdf5.h>
 
 #include <cstdio>
 #include <filesystem>
@@ -179,4 +180,52 @@ TEST(Hdf5Table, PandasReadsTheTable) {
       "assert list(df.columns) == ['key', 'steps', 'speedup'], df.columns; "
       "assert df['steps'].sum() == 75; assert df['key'][0] in (b'a/b', 'a/b'); print('ok')\"";
   EXPECT_EQ(std::system(cmd.c_str()), 0);
+}
+
+// Found by fuzz/results_fuzz.cc: a table of two dimensions, or an attribute
+// holding several values, overran the one-dimensional buffers they were
+// read into. Both are now refused, naming the file and the object.
+TEST(Hdf5Table, TablesOfOtherRanksAndArrayAttributesAreRefused) {
+  const fs::path path = temp_path("ranks.h5");
+  {
+    H5File file = H5File::create(path.string());
+    hid_t type = H5Tcreate(H5T_COMPOUND, 8);
+    H5Tinsert(type, "steps", 0, H5T_NATIVE_INT64);
+    hsize_t dims[2] = {2, 3};
+    hid_t space = H5Screate_simple(2, dims, nullptr);
+    hid_t ds = H5Dcreate2(file.id(), "/grid", type, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    const int64_t values[6] = {1, 2, 3, 4, 5, 6};
+    H5Dwrite(ds, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, values);
+    H5Dclose(ds);
+    H5Sclose(space);
+    hid_t scalar = H5Screate(H5S_SCALAR);
+    ds = H5Dcreate2(file.id(), "/scalar", type, scalar, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    H5Dclose(ds);
+    H5Sclose(scalar);
+    H5Tclose(type);
+    hsize_t n = 4;
+    hid_t list = H5Screate_simple(1, &n, nullptr);
+    hid_t attr = H5Acreate2(file.id(), "version", H5T_NATIVE_INT64, list, H5P_DEFAULT, H5P_DEFAULT);
+    H5Awrite(attr, H5T_NATIVE_INT64, values);
+    H5Aclose(attr);
+    H5Sclose(list);
+  }
+  H5File file = H5File::open(path.string(), false);
+  const Schema schema = {{"steps", ColumnType::int64}};
+  for (const char* name : {"/grid", "/scalar"}) {
+    try {
+      H5Table table(file, name, schema);
+      FAIL() << name << " was accepted";
+    } catch (const InputError& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find(path.string() + ": table '" + name + "' has"), std::string::npos) << what;
+      EXPECT_NE(what.find("dimensions where diffsearch writes one"), std::string::npos) << what;
+    }
+  }
+  try {
+    file.string_attribute("/", "version");
+    FAIL() << "an attribute of 4 values was read as one";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("attribute 'version' on / holds 4 values"), std::string::npos) << e.what();
+  }
 }

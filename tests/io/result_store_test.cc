@@ -454,6 +454,84 @@ TEST_F(ResultStoreTest, RefusesNonHdf5AndOtherToolsHdf5) {
 TEST_F(ResultStoreTest, PandasAndH5pyReadTheFile) {
   if (std::system("/usr/bin/python3 -c 'import h5py, pandas' 2>/dev/null") != 0) {
     GTEST_SKIP() << "Debian's python3-h5py and python3-pandas are not installed";
+// Found by fuzz/results_fuzz.cc: damaged journal lines reached distill and
+// status as values they index without checking (a float where an integer
+// goes is undefined behaviour to convert; a non-object config or run record
+// threw JSON library errors that named nothing). Each is now an InputError
+// naming the file, the line and the field.
+TEST_F(ResultStoreTest, DamagedJournalLinesNameTheLineAndTheField) {
+  const std::string journal = path_ + ".journal";
+  const std::string header = R"({"kind":"header","format":"diffsearch-results","version":1,"config":{"samples":4}})";
+  const std::string row = make_row(1).to_json().dump();
+  auto patched = [&](const std::string& key, const std::string& value) {
+    auto j = nlohmann::json::parse(row);
+    j["kind"] = "evaluation";
+    j[key] = nlohmann::json::parse(value);
+    return j.dump();
+  };
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {header + "\n" + patched("steps", "1e300") + "\n", "line 2: an evaluation's field \"steps\" is 1e+300"},
+      {header + "\n" + patched("prompts", R"([["x",1,2,3,4]])") + "\n", "a prompt index \"x\""},
+      {header + "\n" + patched("setting", R"("not json")") + "\n", "field \"setting\" of unit"},
+      {R"({"kind":"header","format":"diffsearch-results","config":[1]})" "\n", "line 1: the header's \"config\""},
+      {header + "\n" + R"({"kind":"run","run_id":"r","attributes":5})" + "\n", "line 2: a run record needs"},
+      {header + "\n" + R"({"kind":"run","attributes":{}})" + "\n", "line 2: a run record needs"},
+  };
+  for (const auto& [text, expected] : cases) {
+    std::ofstream(journal, std::ios::trunc) << text;
+    try {
+      read_results(path_);
+      ADD_FAILURE() << "accepted: " << text;
+    } catch (const InputError& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find(journal + ": line "), std::string::npos) << what;
+      EXPECT_NE(what.find(expected), std::string::npos) << what;
+      EXPECT_NE(what.find("the journal is damaged (remove it"), std::string::npos) << what;
+    }
+  }
+  // Integers, absent fields and null still read.
+  std::ofstream(journal, std::ios::trunc) << header << "\n" << patched("rank", "null") << "\n";
+  EXPECT_EQ(read_results(path_).rows.at(0).rank, 0);
+}
+
+TEST_F(ResultStoreTest, DamagedHdf5ConfigRunsAndSettingsNameTheField) {
+  ResultsContents good;
+  good.config = config();
+  good.runs.push_back({{"run_id", "run-1"}, {"attributes", {{"processes", 3}}}});
+  good.rows.push_back(make_row(0));
+  write_results_h5(path_, good);
+  EXPECT_EQ(read_results(path_).rows.size(), 1u);
+  auto expect_refused = [&](const ResultsContents& c, const std::string& expected) {
+    write_results_h5(path_, c);
+    try {
+      read_results(path_);
+      ADD_FAILURE() << "accepted; expected " << expected;
+    } catch (const InputError& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find(path_ + ": "), std::string::npos) << what;
+      EXPECT_NE(what.find(expected), std::string::npos) << what;
+    }
+  };
+  ResultsContents c = good;
+  c.config = nlohmann::json::array({1, 2});
+  expect_refused(c, "the root attribute 'config' is not a JSON object");
+  write_results_h5(path_, good);
+  {
+    H5File f = H5File::open(path_, true);
+    f.set_attribute("/runs/run-1", "attributes", "[\"text\"]");
+  }
+  try {
+    read_results(path_);
+    ADD_FAILURE() << "run attributes that are not an object were accepted";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("the attribute 'attributes' of /runs/run-1 is not a JSON object"),
+              std::string::npos) << e.what();
+  }
+  c = good;
+  c.rows[0].setting = "[1";
+  expect_refused(c, "/evaluations row 0: field \"setting\" of unit");
+}
+
   }
   {
     auto store = ResultStore::open(path_, config(), false);
