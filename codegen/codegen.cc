@@ -187,8 +187,11 @@ std::string search_options_from_config(const nlohmann::json& config) {
       out += " --race-prompts " + sh_word(list);
     }
     number("confidence", "--confidence", "0.99");
-    if (f->value("assume_monotone", true) == false) out += " --no-assume-monotone";
-    if (f->value("combine", std::string("fronts")) != "fronts") out += " --combine " + sh_word(f->value("combine", std::string()));
+    // Fields of other types are damage the command cannot express: left out.
+    if (f->contains("assume_monotone") && (*f)["assume_monotone"] == false) out += " --no-assume-monotone";
+    if (f->contains("combine") && (*f)["combine"].is_string() && (*f)["combine"] != "fronts") {
+      out += " --combine " + sh_word((*f)["combine"].get<std::string>());
+    }
     number("calibration", "--speed-calibration", "12");
     number("speed_margin", "--speed-margin", "0.05");
     number("speed_tolerance", "--speed-tolerance", "0.01");
@@ -235,6 +238,17 @@ class AnswerReader {
   const std::string& key_;
   const nlohmann::json& answer_;
 };
+
+// A top-level string field of search_params.json, `fallback` when absent.
+std::string top_level_string(const nlohmann::json& params, const char* name, const char* fallback,
+                             const std::string& file) {
+  if (!params.contains(name)) return fallback;
+  if (!params[name].is_string()) {
+    throw InputError(file + ": field \"" + name + "\": expected a string, found " + params[name].dump().substr(0, 80) +
+                     "; write the file with diffsearch distill");
+  }
+  return params[name].get<std::string>();
+}
 
 void check_format(const nlohmann::json& params, const std::string& file) {
   if (!params.is_object()) {
@@ -286,7 +300,7 @@ ScriptFacts facts_from_answer(const CodegenRequest& request, const partition::Ta
   }
 
   const nlohmann::json& config = search_config(request.params);
-  f.speed_measure = request.params.value("_speed_measure", std::string("wall"));
+  f.speed_measure = top_level_string(request.params, "_speed_measure", "wall", file);
   f.resolution = partition::default_resolution(task.model);
   if (const auto* r = config_field(config, "resolution"); r && r->is_object()) {
     const auto name = partition::model_name(task.model);

@@ -378,3 +378,28 @@ TEST(TaskFile, BadLineNamesFileAndLine) {
 
 }  // namespace
 }  // namespace diffsearch::partition
+
+namespace diffsearch::partition {
+namespace {
+
+// Found by fuzz/task_fuzz.cc: a GPU name with bytes that are not UTF-8
+// parsed, then made `diffsearch parse --json` (and every file that carries
+// the task) fail inside the JSON library. Refused at parse time now.
+TEST(TaskLanguage, GpuNamesMustBeUtf8Text) {
+  const std::string base = "Generate a SD1.5 pipeline using the DDIM sampler with 20 steps, with 1.5s latency on ";
+  for (const std::string name : {std::string("\"NVIDIA \xfd H200\""), std::string("\"caf\xc3\""),
+                                 std::string("\"\xed\xa0\x80\""), std::string("\"a\x01" "b\"")}) {
+    try {
+      parse_task(base + name);
+      ADD_FAILURE() << "accepted " << name;
+    } catch (const InputError& e) {
+      EXPECT_NE(std::string(e.what()).find("GPU name"), std::string::npos) << e.what();
+    }
+  }
+  const Task ok = parse_task(base + "\"NVIDIA H200 \xc3\xa9\xe6\x9d\xb1\xf0\x9f\x9a\x80\"");
+  EXPECT_EQ(*ok.platform, "NVIDIA H200 \xc3\xa9\xe6\x9d\xb1\xf0\x9f\x9a\x80");
+  EXPECT_NO_THROW(task_to_json(ok).dump());
+}
+
+}  // namespace
+}  // namespace diffsearch::partition

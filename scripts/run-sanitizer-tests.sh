@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Builds the tests with AddressSanitizer and UndefinedBehaviorSanitizer into a
+# build folder of their own and runs the fast suite (`ctest -L fast`) there.
+# Not part of CI: the instrumented libtorch build alone takes longer than CI's
+# 30 minutes on a 2-core machine. Results: docs/fuzzing.md, "Sanitizer suite".
+#
+#   bash scripts/run-sanitizer-tests.sh [extra ctest arguments]
+#
+# BUILD_DIR (default /tmp/build-asan), JOBS (default nproc) and CC/CXX (the
+# system gcc by default; clang works too) choose where and how.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root="$PWD"
+build_dir="${BUILD_DIR:-/tmp/build-asan}"
+jobs="${JOBS:-$(nproc)}"
+mkdir -p "$build_dir"
+
+# -O1 keeps the libtorch-heavy tests fast enough; no -DNDEBUG, so the
+# assertions of internal invariants stay on. vptr is left out: libtorch and
+# Open MPI are not instrumented and their classes' type info would give
+# false reports at every dynamic_cast across the library boundary.
+san="-fsanitize=address,undefined -fno-sanitize=vptr -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
+cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O1 -g" -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g" \
+  -DCMAKE_C_FLAGS="$san" -DCMAKE_CXX_FLAGS="$san" \
+  -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined" \
+  -DCMAKE_SHARED_LINKER_FLAGS="-fsanitize=address,undefined" \
+  -DDIFFSEARCH_CUDA_KERNELS=OFF > "$build_dir/configure.log" 2>&1 \
+  || { cat "$build_dir/configure.log"; exit 1; }
+cmake --build "$build_dir" -j "$jobs"
+
+# Every finding fails its test: ASan aborts at the first error, UBSan too
+# (-fno-sanitize-recover above, halt_on_error here). The leak checker stays on
+# with a short list of leaks in libraries that are not ours (the file says
+# which and why).
+export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1:check_initialization_order=1${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
+export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
+export LSAN_OPTIONS="suppressions=$root/scripts/sanitizer/lsan.supp:print_suppressions=0${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+cd "$build_dir"
+ctest -L fast --output-on-failure -j "$jobs" --timeout 900 "$@"
+echo "sanitizer suite: clean (ASan + UBSan, fast label, $build_dir)"
