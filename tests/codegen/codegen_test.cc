@@ -540,6 +540,31 @@ TEST_F(CodegenTest, TaskSearchedButNotDistilled) {
   EXPECT_TRUE(result.search_command.empty());
 }
 
+// Found by fuzz/search_params_fuzz.cc: a top-level "_speed_measure" that is
+// not a string, or a frontier knob of another type in "_config", escaped as a
+// JSON library type_error (exit 1, no file named). The first is an
+// InputError naming the file and field; the knobs are left out of commands.
+TEST_F(CodegenTest, FieldsOfOtherTypesAreInputErrorsOrLeftOut) {
+  AnswersFile f;
+  f.ok("Generate a SD1.5 pipeline using the DDIM sampler with 20 steps, accelerated by DeepCache",
+       {{"deepcache", kDeepCache}}, 2.0, 0.01);
+  auto request = request_for(f);
+  request.params["_speed_measure"] = 3;
+  try {
+    generate(request);
+    ADD_FAILURE() << "a numeric _speed_measure was accepted";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("search_params.json: field \"_speed_measure\": expected a string, found 3"),
+              std::string::npos) << e.what();
+  }
+  request = request_for(f);
+  request.params["_config"] = {{"strategy", "frontier"}, {"frontier", {{"assume_monotone", "no"}, {"combine", 7}}}};
+  request.tasks.push_back(partition::parse_task("Generate a SD2.1 pipeline using the DDIM sampler with 20 steps"));
+  const auto result = generate(request);
+  EXPECT_EQ(result.search_command.find("--combine"), std::string::npos) << result.search_command;
+  EXPECT_EQ(result.search_command.find("--no-assume-monotone"), std::string::npos) << result.search_command;
+}
+
 TEST_F(CodegenTest, DamagedAnswerFilesAreRefused) {
   auto expect_input_error = [&](const nlohmann::json& params, const std::string& needle) {
     AnswersFile f;
