@@ -10,7 +10,7 @@
 # (default: all). WORK (default /tmp/diffsearch-fuzz) holds the build, the
 # seeds (made by fuzz_make_seeds from the project's own code and test data),
 # the corpora, which grow from run to run, the logs and the findings. JOBS
-# (default nproc) is for the build; the fuzzers run one at a time under
+# (default nproc) is for the build, BUILD_DIR (default $WORK/build) where it goes; the fuzzers run one at a time under
 # `nice -n 5`. Not part of CI: see docs/fuzzing.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,7 +20,7 @@ shift || true
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(safetensors task space models search_params results tokenizer)
 work="${WORK:-/tmp/diffsearch-fuzz}"
-build="$work/build"
+build="${BUILD_DIR:-$work/build}"
 jobs="${JOBS:-$(nproc)}"
 
 # libFuzzer ships with clang's compiler-rt (Debian: libclang-rt-14-dev).
