@@ -16,6 +16,7 @@
 #include <sstream>
 
 #include "io/error.h"
+#include "io/failure.h"
 #include "io/log/log.h"
 
 namespace diffsearch::io {
@@ -66,7 +67,7 @@ Row row_values(const EvaluationRow& r) {
              r.seed, r.prompt_begin, r.prompt_end, r.time_base_s, r.time_acc_s, r.speedup,
              r.speedup_macs, r.clip_base, r.clip_acc, r.score_loss, r.psnr, r.ssim, r.macs_base,
              r.macs_acc, r.peak_bytes, r.device, r.host, r.rank, r.started_at, r.finished_at,
-             r.gpu_seconds, r.run_id};
+             r.gpu_seconds, r.run_id, r.error_kind};
 }
 
 EvaluationRow row_from_values(const Row& v) {
@@ -82,7 +83,7 @@ EvaluationRow row_from_values(const Row& v) {
   r.clip_base = d(21); r.clip_acc = d(22); r.score_loss = d(23); r.psnr = d(24); r.ssim = d(25);
   r.macs_base = n(26); r.macs_acc = n(27); r.peak_bytes = n(28); r.device = s(29); r.host = s(30);
   r.rank = n(31); r.started_at = d(32); r.finished_at = d(33); r.gpu_seconds = d(34);
-  r.run_id = s(35);
+  r.run_id = s(35); r.error_kind = s(36);
   return r;
 }
 
@@ -229,10 +230,12 @@ ResultsContents read_h5(const std::string& path, std::vector<std::string>* absen
   H5Table evaluations(file, "/evaluations", evaluations_schema());
   const bool has_prompt_end = evaluations.has_column("prompt_end");
   const bool has_gpu_seconds = evaluations.has_column("gpu_seconds");
+  const bool has_error_kind = evaluations.has_column("error_kind");
   for (const auto& values : evaluations.read_all()) {
     EvaluationRow row = row_from_values(values);
     if (!has_prompt_end) row.prompt_end = legacy_prompt_end(row);
     if (!has_gpu_seconds) row.gpu_seconds = legacy_gpu_seconds(row);
+    if (!has_error_kind) row.error_kind = legacy_failure_kind(row.status, row.error);
     try {
       check_row(row);
     } catch (const InputError& e) {
@@ -313,7 +316,7 @@ nlohmann::json EvaluationRow::to_json() const {
   nlohmann::json j = {{"unit_key", unit_key}, {"space_key", space_key}, {"baseline_key", baseline_key},
                       {"model", model}, {"sampler", sampler}, {"steps", steps},
                       {"resolution", resolution}, {"methods", methods}, {"setting", setting},
-                      {"status", status}, {"error", error}, {"attempt", attempt},
+                      {"status", status}, {"error", error}, {"error_kind", error_kind}, {"attempt", attempt},
                       {"num_samples", num_samples}, {"batch_size", batch_size}, {"seed", seed},
                       {"prompt_begin", prompt_begin}, {"prompt_end", prompt_end},
                       {"time_base_s", num(time_base_s)}, {"time_acc_s", num(time_acc_s)},
@@ -355,6 +358,7 @@ EvaluationRow EvaluationRow::from_json(const nlohmann::json& j) {
   // gpu_seconds is written as null, not left out).
   if (!j.contains("prompt_end")) r.prompt_end = legacy_prompt_end(r);
   if (!j.contains("gpu_seconds")) r.gpu_seconds = legacy_gpu_seconds(r);
+  r.error_kind = j.contains("error_kind") ? get_str(j, "error_kind") : legacy_failure_kind(r.status, r.error);
   if (auto it = j.find("prompts"); it != j.end() && it->is_array()) {
     for (const auto& p : *it) {
       if (!p.is_array() || p.size() != 5) continue;
@@ -389,7 +393,9 @@ const Schema& evaluations_schema() {
       {"device", T::string},       {"host", T::string},         {"rank", T::int64},
       {"started_at", T::float64},  {"finished_at", T::float64},
       {"gpu_seconds", T::float64, std::numeric_limits<double>::quiet_NaN()},
-      {"run_id", T::string}};
+      {"run_id", T::string},
+      // Last, so the positions above stay; read_h5 derives old rows' kinds.
+      {"error_kind", T::string, std::string()}};
   return schema;
 }
 

@@ -14,7 +14,7 @@
 namespace diffsearch::io {
 
 constexpr const char* kResultsFormat = "diffsearch-results";
-// Columns added since (prompt_begin, prompt_end, gpu_seconds) are additive:
+// Columns added since (prompt_begin, prompt_end, gpu_seconds, error_kind) are additive:
 // files without them still read, with defaults, so the version stays 1. Bump
 // it only for a change that older readers would misread.
 constexpr int64_t kResultsVersion = 1;
@@ -43,6 +43,10 @@ struct EvaluationRow {
   std::string setting;  // setting_key JSON text
   std::string status;   // "ok" or "failed"
   std::string error;
+  // A failed row's kind (io/failure.h): "bad_input", "out_of_memory",
+  // "device_fault" or "transient"; "" for an ok row. Rows of older files:
+  // legacy_failure_kind (out of memory by the error's text, else transient).
+  std::string error_kind;
   int64_t attempt = 1;
   int64_t num_samples = 0;  // the search's prompt count, whatever range the row measured
   int64_t batch_size = 0;

@@ -201,7 +201,7 @@ TEST_F(ResultStoreTest, JournalLinesWithoutTheNewKeysGetDefaults) {
 void write_old_format_file(const std::string& path, const std::vector<EvaluationRow>& rows, bool journal) {
   Schema old_schema;
   for (const auto& c : evaluations_schema()) {
-    if (c.name != "prompt_begin" && c.name != "prompt_end" && c.name != "gpu_seconds") {
+    if (c.name != "prompt_begin" && c.name != "prompt_end" && c.name != "gpu_seconds" && c.name != "error_kind") {
       old_schema.push_back({c.name, c.type});
     }
   }
@@ -243,6 +243,7 @@ void write_old_format_file(const std::string& path, const std::vector<Evaluation
       j.erase("prompt_begin");
       j.erase("prompt_end");
       j.erase("gpu_seconds");
+      j.erase("error_kind");
       j["kind"] = "evaluation";
       out << j.dump() << "\n";
     }
@@ -266,6 +267,8 @@ TEST_F(ResultStoreTest, ReadsHdf5WrittenBeforeTheNewColumns) {
     }
     EXPECT_EQ(rows[0].gpu_seconds, 1.0) << from << ": finished_at - started_at";
     EXPECT_TRUE(std::isnan(rows[1].gpu_seconds)) << from;
+    EXPECT_EQ(rows[0].error_kind, "") << from << ": an ok row has no kind";
+    EXPECT_EQ(rows[1].error_kind, "transient") << from << ": what that version retried it as";
   };
   const auto old = read_results(path_);
   EXPECT_FALSE(old.from_journal);
