@@ -102,6 +102,45 @@ std::string md_cell(const std::string& utf8) {
   return out;
 }
 
+std::string html_text(const std::string& utf8) {
+  std::string out;
+  out.reserve(utf8.size() + 8);
+  std::size_t i = 0;
+  while (i < utf8.size()) {
+    unsigned long cp = 0;
+    std::size_t len = decode_utf8(utf8, i, cp);
+    if (len == 0) {
+      cp = 0xFFFD;  // a byte that is not UTF-8: the replacement character, as browsers show it
+      len = 1;
+    }
+    i += len;
+    if (cp == '&') {
+      out += "&amp;";
+    } else if (cp == '<') {
+      out += "&lt;";
+    } else if (cp == '>') {
+      out += "&gt;";
+    } else if (cp == '"') {
+      out += "&quot;";
+    } else if (cp == '\'') {
+      out += "&#39;";
+    } else if (cp >= 0x20 && cp < 0x7F) {
+      out += static_cast<char>(cp);
+    } else if (cp == '\n') {
+      out += "&#10;";  // still a line break in <pre> and attributes, but not in the output
+    } else if (cp == '\t') {
+      out += "&#9;";
+    } else if (cp < 0x20 || cp == 0x7F) {
+      out += "&#xFFFD;";  // control characters are not allowed in HTML text
+    } else {
+      char buf[16];
+      std::snprintf(buf, sizeof buf, "&#x%lX;", cp);
+      out += buf;
+    }
+  }
+  return out;
+}
+
 std::string percent_encode(const std::string& text, const std::string& keep) {
   std::string out;
   for (unsigned char c : text) {

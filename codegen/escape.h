@@ -1,6 +1,6 @@
 // Turning untrusted text (task sentences, prompts, device names, paths) and
 // numbers into pieces of generated files: Python literals, comment text,
-// Markdown table cells, URLs and shell words. Every result is pure ASCII and
+// Markdown table cells, HTML text, URLs and shell words. Every result is pure ASCII and
 // free of line breaks, so no input can end a literal or a comment early.
 #pragma once
 
@@ -23,6 +23,13 @@ std::string comment_text(const std::string& utf8);
 
 // comment_text with Markdown's punctuation backslash-escaped: one table cell.
 std::string md_cell(const std::string& utf8);
+
+// HTML text or a quoted attribute value: & < > " ' as entities, other
+// non-ASCII characters as &#xNN; references (so the page is ASCII whatever
+// its charset), line breaks and tabs as &#10; and &#9; (still line breaks
+// in <pre> and attributes), bytes that are not UTF-8 and other control
+// characters as U+FFFD.
+std::string html_text(const std::string& utf8);
 
 // Percent-encoding of everything but A-Z a-z 0-9 - . _ ~ (Markdown links).
 std::string url_path(const std::string& text);

@@ -163,8 +163,8 @@ class Parser {
         if (bar != std::string::npos) node.filter = trim(tag.substr(bar + 1));
         if (!is_name(node.text)) fail(open, "\"{{" + tag + "}}\" is not a name (letters, digits and _)");
         if (bar != std::string::npos && node.filter != "py" && node.filter != "comment" && node.filter != "md" &&
-            node.filter != "url") {
-          fail(open, "unknown filter \"" + node.filter + "\" (expected py, comment, md or url)");
+            node.filter != "url" && node.filter != "html") {
+          fail(open, "unknown filter \"" + node.filter + "\" (expected py, comment, md, url or html)");
         }
         locate(open, node);
         current().push_back(std::move(node));
@@ -257,13 +257,14 @@ class Renderer {
     if (node.filter.empty()) {
       if (v.kind == TemplateContext::Kind::text) {
         fail(node, "\"" + node.text + "\" is outside text and needs a filter ({{" + node.text + "|py}}, |comment, "
-                   "|md or |url)");
+                   "|md, |url or |html)");
       }
       return v.str;
     }
     if (node.filter == "py") return py_str(v.str);
     if (node.filter == "comment") return comment_text(v.str);
     if (node.filter == "md") return md_cell(v.str);
+    if (node.filter == "html") return html_text(v.str);
     return url_path(v.str);
   }
 

@@ -5,7 +5,8 @@
 //   {{name}}              a code value, verbatim
 //   {{name|FILTER}}       any text or code value through a filter:
 //                         py (Python str literal), comment (one-line comment
-//                         text), md (Markdown table cell), url (link target)
+//                         text), md (Markdown table cell), url (link target),
+//                         html (HTML text or quoted attribute value)
 //   {{#if name}} ... {{else}} ... {{/if}}   a flag, or a list (non-empty)
 //   {{#each name}} ... {{/each}}            a list: the body once per item;
 //                                           names look in the item first

@@ -77,6 +77,27 @@ TEST(Escape, CommentsAndMarkdownStayOnOneLine) {
   }
 }
 
+TEST(Escape, HtmlTextIsMarkupFreeAsciiOnOneLine) {
+  EXPECT_EQ(html_text("a<b>&\"c\" 'd'"), "a&lt;b&gt;&amp;&quot;c&quot; &#39;d&#39;");
+  EXPECT_EQ(html_text("</script><script>alert(1)</script>"),
+            "&lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt;");
+  EXPECT_EQ(html_text("caf\xc3\xa9 \xf0\x9f\x98\x80"), "caf&#xE9; &#x1F600;");
+  EXPECT_EQ(html_text("a\nb\tc"), "a&#10;b&#9;c");
+  EXPECT_EQ(html_text(std::string("\0\x1b\x7f", 3)), "&#xFFFD;&#xFFFD;&#xFFFD;");
+  EXPECT_EQ(html_text("\xff\xc0\xaf"), "&#xFFFD;&#xFFFD;&#xFFFD;");
+  for (const auto& s : hostile_texts()) {
+    const std::string h = html_text(s);
+    EXPECT_TRUE(is_one_ascii_line(h)) << h;
+    EXPECT_EQ(h.find_first_of("<>\"'"), std::string::npos) << h;
+    // Every '&' starts an entity, so none can be completed by what follows.
+    for (std::size_t i = h.find('&'); i != std::string::npos; i = h.find('&', i + 1)) {
+      const std::size_t semi = h.find(';', i);
+      ASSERT_NE(semi, std::string::npos) << h;
+      EXPECT_EQ(h.substr(i + 1, semi - i - 1).find_first_of(" &"), std::string::npos) << h;
+    }
+  }
+}
+
 TEST(Escape, UrlsAndShellWords) {
   EXPECT_EQ(url_path("sd15_ddim_50_basic_lat1.5s@NVIDIA_H200.py"), "sd15_ddim_50_basic_lat1.5s%40NVIDIA_H200.py");
   EXPECT_EQ(url_path("a b%/)"), "a%20b%25%2F%29");

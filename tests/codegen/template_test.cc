@@ -36,6 +36,7 @@ TEST(Template, ValuesAndFilters) {
   EXPECT_EQ(render("# {{t|comment}}", c), "# it's\\n<b>|");
   EXPECT_EQ(render("{{t|md}}", c), "it's\\\\n\\<b\\>\\|");
   EXPECT_EQ(render("{{k|url}}", c), "a%20b");
+  EXPECT_EQ(render("<td title=\"{{t|html}}\">", c), "<td title=\"it&#39;s&#10;&lt;b&gt;|\">");
   EXPECT_EQ(render("{{k|py}}", c), "'a b'");
   EXPECT_EQ(render("no tags } here }}", c), "no tags } here }}");
   // Values are not templates: their braces come out as they are.
@@ -113,7 +114,8 @@ TEST(Template, MisusedValuesAreRefusedWithTheirPlace) {
 TEST(Template, EmbeddedTemplatesAreTheSourceFiles) {
   const std::filesystem::path source(DIFFSEARCH_SOURCE_DIR);
   std::size_t files = 0;
-  for (const auto& dir : {source / "codegen" / "templates", source / "slurm" / "templates"}) {
+  for (const auto& dir : {source / "codegen" / "templates", source / "slurm" / "templates",
+                          source / "report" / "templates"}) {
     if (!std::filesystem::is_directory(dir)) continue;
     for (const auto& entry : std::filesystem::directory_iterator(dir)) {
       if (entry.path().extension() != ".tmpl") continue;
