@@ -84,6 +84,9 @@ std::string format_task(const Task& task);
 //   sd15/ddim/50/deepcache/x3.04/loss0.02
 //   sd15/ddim/50/deepcache/lat1.5s@NVIDIA_H100_80GB_HBM3/loss0.02
 std::string task_key(const Task& task);
+// The task a canonical key names: task_key(parse_task_key(k)) == k for
+// every key task_key writes. InputError naming the key and its wrong part.
+Task parse_task_key(const std::string& key);
 // A platform name as keys carry it: spaces become '_', characters outside
 // [A-Za-z0-9.+-] are percent-encoded ("NVIDIA H200" -> "NVIDIA_H200").
 std::string platform_key(const std::string& platform);
