@@ -1,6 +1,7 @@
 // `diffsearch status`: how far a search is, from its journal (readable while
 // the search writes) or its HDF5 file: units, spaces answered, failures,
-// GPU-seconds spent against exhaustive's, per-worker throughput.
+// GPU-seconds spent against exhaustive's, failures by kind (io/failure.h),
+// per-worker throughput.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -24,7 +25,8 @@ struct StatusArgs {
 int run_status(const StatusArgs& a) {
   const auto contents = io::read_results(a.results);
   std::set<std::string> ok_units, seen_units;
-  std::map<std::string, std::string> last_error;
+  std::map<std::string, std::string> last_error, last_kind;
+  std::map<std::string, std::size_t> attempts_by_kind;  // failed rows, by error_kind
   struct Worker {
     std::size_t rows = 0;
     double first = INFINITY, last = 0, busy_s = 0;
@@ -33,7 +35,11 @@ int run_status(const StatusArgs& a) {
   for (const auto& r : contents.rows) {
     seen_units.insert(r.unit_key);
     if (r.status == "ok") ok_units.insert(r.unit_key);
-    else last_error[r.unit_key] = r.error;
+    else {
+      last_error[r.unit_key] = r.error;
+      last_kind[r.unit_key] = r.error_kind;
+      ++attempts_by_kind[r.error_kind];
+    }
     auto& w = workers[r.host + " rank " + std::to_string(r.rank) + " " + r.device];
     w.rows++;
     w.first = std::min(w.first, r.started_at);
@@ -64,12 +70,18 @@ int run_status(const StatusArgs& a) {
     }
   }
   std::size_t failed_units = 0;
-  for (const auto& [unit, err] : last_error) failed_units += ok_units.count(unit) ? 0 : 1;
+  std::map<std::string, std::size_t> units_by_kind;  // units with failed attempts only, by the last one's kind
+  for (const auto& [unit, err] : last_error) {
+    if (ok_units.count(unit)) continue;
+    ++failed_units;
+    ++units_by_kind[last_kind[unit]];
+  }
   if (a.json) {
     nlohmann::json j = {{"rows", contents.rows.size()}, {"units_ok", ok_units.size()},
                         {"units_failed", failed_units}, {"units_total", total}, {"runs", contents.runs.size()},
                         {"strategy", strategy}, {"gpu_seconds", gpu_seconds},
-                        {"gpu_seconds_exhaustive", exhaustive}, {"spaces_done", spaces_done}, {"spaces", spaces}};
+                        {"gpu_seconds_exhaustive", exhaustive}, {"spaces_done", spaces_done}, {"spaces", spaces},
+                        {"failed_attempts_by_kind", attempts_by_kind}, {"units_failed_by_kind", units_by_kind}};
     std::printf("%s\n", j.dump().c_str());
     return exit_code::ok;
   }
@@ -96,6 +108,15 @@ int run_status(const StatusArgs& a) {
     std::printf("spaces: %lld/%lld answered as of the last run's end\n", spaces_done.get<long long>(),
                 spaces.get<long long>());
   }
+  if (!attempts_by_kind.empty()) {
+    auto join = [](const std::map<std::string, std::size_t>& counts) {
+      std::string text;
+      for (const auto& [kind, n] : counts) text += (text.empty() ? "" : ", ") + kind + " " + std::to_string(n);
+      return text.empty() ? std::string("none") : text;
+    };
+    std::printf("failed attempts by kind: %s; units failed: %s\n", join(attempts_by_kind).c_str(),
+                join(units_by_kind).c_str());
+  }
   std::size_t shown = 0;
   for (const auto& [unit, err] : last_error) {
     if (ok_units.count(unit)) continue;
@@ -103,7 +124,7 @@ int run_status(const StatusArgs& a) {
       std::printf("  ... %zu more\n", failed_units - 10);
       break;
     }
-    std::printf("  failed: %s: %s\n", unit.c_str(), err.c_str());
+    std::printf("  failed: %s [%s]: %s\n", unit.c_str(), last_kind[unit].c_str(), err.c_str());
   }
   std::printf("workers:\n");
   for (const auto& [name, w] : workers) {

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <map>
 
+#include "cli/engine_evaluator.h"
 #include "io/error.h"
 #include "io/json_file.h"
 #include "io/log/log.h"
@@ -92,6 +93,11 @@ void add_search_options(CLI::App& sub, SearchArgs& a, const SearchOptionSet& set
   sub.add_option("--evaluator", a.evaluator,
                  "engine (default), synthetic[:seed=S,noise=X,bumps=Y] (a simulated landscape, no GPU), "
                  "replay:FILE.h5 (answers from a recorded exhaustive run), null, fake[:options] (docs/evaluators.md)");
+  sub.add_option("--isolate", a.isolate,
+                 "on: each worker measures in a child process it replaces when the child dies or hangs (a crash "
+                 "costs one unit, not the job); off: in the worker itself (docs/search.md, \"Isolation\")")
+      ->type_name("on|off")
+      ->capture_default_str();
   sub.add_option("--max-attempts", a.max_attempts, "Attempts per unit before recording it failed")
       ->check(CLI::Range(1, 100))
       ->group(hidden);
@@ -172,6 +178,11 @@ coordinator::SearchOptions build_search_options(const SearchArgs& a, std::vector
   o.out = a.out;
   o.resume = a.resume;
   o.evaluator = a.evaluator;
+  if (a.isolate != "on" && a.isolate != "off") {
+    throw InputError("--isolate \"" + a.isolate + "\": expected on (each worker measures in a child process it "
+                     "replaces when it dies) or off (in the worker itself)");
+  }
+  o.isolate = a.isolate == "on";
   o.strategy = a.strategy.strategy;
   o.frontier = frontier_options(a.strategy, a.num_samples);
   o.max_attempts = a.max_attempts;
@@ -184,7 +195,7 @@ coordinator::SearchOptions build_search_options(const SearchArgs& a, std::vector
 }
 
 int run_search(const std::function<coordinator::SearchOptions()>& build, const std::function<int(int)>& on_rank0) {
-  coordinator::register_engine_evaluator([] { return worker::make_engine_evaluator(); });
+  register_engine_evaluator();
   coordinator::install_stop_handlers();
   if (!under_mpi()) {
     const int code = coordinator::run_search_local(build());

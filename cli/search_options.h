@@ -34,6 +34,7 @@ struct SearchArgs {
   std::vector<std::string> resolutions;
   bool resume = false;
   std::string evaluator = "engine";
+  std::string isolate = "on";  // --isolate on|off
   StrategyArgs strategy;
   int max_attempts = 3;
   double unit_deadline_s = 3600;

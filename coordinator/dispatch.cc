@@ -39,6 +39,7 @@ int coordinate(const SearchOptions& options, const SearchPlan& plan, int size) {
     bool parked = false;  // asked for work when none could be given
     bool stopped = false;
     bool lost = false;
+    bool retired = false;  // cannot measure; told to stop when the run ends
     std::string gpu;  // the GPU's name, for platform tasks
   };
   std::vector<WorkerState> workers(static_cast<std::size_t>(size));
@@ -53,10 +54,24 @@ int coordinate(const SearchOptions& options, const SearchPlan& plan, int size) {
   auto live_set = [&]() {
     std::set<int> live;
     for (int w = 1; w < size; ++w) {
-      if (!workers[w].lost && !workers[w].stopped) live.insert(w);
+      if (!workers[w].lost && !workers[w].stopped && !workers[w].retired) live.insert(w);
     }
     return live;
   };
+  // Once every worker has said which GPU it has (or retired): platforms no
+  // measuring worker has are settled.
+  auto settle_platforms = [&]() {
+    if (ready_workers < size - 1) return;
+    std::set<std::string> measuring;
+    for (int w = 1; w < size; ++w) {
+      if (workers[w].ready && !workers[w].retired) measuring.insert(workers[w].gpu);
+    }
+    if (report_unservable(scheduler.drop_unservable(measuring), measuring)) exit_with = exit_code::failed;
+  };
+  // With isolation a worker kills a child past the deadline and reports
+  // the unit itself; rank 0 waits longer before it gives up on the worker.
+  const double lost_after =
+      options.isolate ? options.unit_deadline_s + 10 + 0.1 * options.unit_deadline_s : options.unit_deadline_s;
   auto give_work = [&](int w) {
     auto& ws = workers[w];
     if (stopping || scheduler.finished()) return false;
@@ -112,10 +127,22 @@ int coordinate(const SearchOptions& options, const SearchPlan& plan, int size) {
         hosts.insert(ready->host);
         gpus.insert(ws.gpu);
         devices.insert(describe_device(ready->host, ready->device, ws.gpu, ready->timing));
-        // Every worker has named its GPU: platforms none has are settled.
-        if (++ready_workers == size - 1 && report_unservable(scheduler.drop_unservable(gpus), gpus)) {
-          exit_with = exit_code::failed;
+        ++ready_workers;
+        settle_platforms();
+      } else if (const auto* retire = std::get_if<protocol::Retire>(&msg)) {
+        if (retire->bad_input) throw InputError("worker " + std::to_string(w) + ": " + retire->reason);
+        log::error("worker " + std::to_string(w) + " stops measuring: " + retire->reason +
+                   "; the other workers go on");
+        if (retire->id >= 0 && static_cast<std::size_t>(retire->id) < scheduler.total()) {
+          scheduler.requeue(static_cast<std::size_t>(retire->id));
         }
+        ws.busy = -1;
+        ws.retired = true;
+        holders[w] = -1;  // its group is free for the others
+        ws.parked = false;
+        if (!ws.ready) ++ready_workers;
+        settle_platforms();
+        continue;  // not answered until the run ends
       } else if (auto* result = std::get_if<protocol::Result>(&msg)) {
         result->row.run_id = run_id;
         if (result->id < scheduler.total() &&
@@ -141,7 +168,7 @@ int coordinate(const SearchOptions& options, const SearchPlan& plan, int size) {
     }
     for (int w = 1; w < size; ++w) {
       auto& ws = workers[w];
-      if (ws.busy >= 0 && !ws.lost && t - ws.since > options.unit_deadline_s) {
+      if (ws.busy >= 0 && !ws.lost && t - ws.since > lost_after) {
         log::warn("worker " + std::to_string(w) + " silent for " + format_duration(t - ws.since) +
                   " on unit " + scheduler.item(static_cast<std::size_t>(ws.busy)).work_key() +
                   ": handing it to another worker");
@@ -152,7 +179,7 @@ int coordinate(const SearchOptions& options, const SearchPlan& plan, int size) {
     }
     for (int w = 1; w < size; ++w) {
       auto& ws = workers[w];
-      if (ws.stopped || ws.lost || !ws.parked) continue;
+      if (ws.stopped || ws.lost || ws.retired || !ws.parked) continue;
       answer(w);
     }
     // Done when every worker has been told to stop. Workers lost past their
@@ -160,11 +187,17 @@ int coordinate(const SearchOptions& options, const SearchPlan& plan, int size) {
     // GPU); after it the run ends without them.
     bool any_running = false, all_lost = true;
     for (int w = 1; w < size; ++w) {
-      if (workers[w].stopped) continue;
+      if (workers[w].stopped || workers[w].retired) continue;
       any_running = true;
       if (!workers[w].lost) all_lost = false;
     }
-    if (!any_running) break;
+    if (!any_running) {
+      if (!scheduler.finished() && !stopping) {
+        log::error("no worker can measure any more (each stopped measuring, above); rerun with --resume");
+        exit_with = exit_code::failed;
+      }
+      break;
+    }
     if (all_lost) {
       if (lost_since == 0) lost_since = t;
       if (t - lost_since > options.stop_grace_s) {
@@ -190,6 +223,11 @@ int coordinate(const SearchOptions& options, const SearchPlan& plan, int size) {
   store.close();
   int code = exit_with != exit_code::ok ? exit_with : finish_code(scheduler, stopping);
   if (code == exit_code::interrupted_resume) log::warn("interrupted: rerun with --resume to continue " + options.out);
+  for (int w = 1; w < size; ++w) {
+    if (!workers[w].retired || workers[w].stopped) continue;
+    protocol::send(protocol::Stop{code}, w);
+    workers[w].stopped = true;
+  }
   bool abandoned = false;
   for (int w = 1; w < size; ++w) abandoned |= !workers[w].stopped;
   if (abandoned) {

@@ -3,8 +3,15 @@
 // in the worker library and is registered by the CLI.
 #include "coordinator/evaluators.h"
 
+#include <signal.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <stdexcept>
 #include <thread>
 
@@ -68,6 +75,7 @@ std::vector<EvaluatorOption> split_evaluator_options(const std::string& options)
 }
 
 FakeEvaluator::FakeEvaluator(const std::string& options, int rank) : rank_(rank) {
+  int exit_at_load = -1;
   for (const auto& option : split_evaluator_options(options)) {
     const std::string& item = option.item;
     const std::string& key = option.key;
@@ -76,7 +84,16 @@ FakeEvaluator::FakeEvaluator(const std::string& options, int rank) : rank_(rank)
       if (key == "fail_rank") fail_rank_ = std::stoi(value);
       else if (key == "fail_every") fail_every_ = std::max(1, std::stoi(value));
       else if (key == "fail_always") fail_always_ = value != "0";
-      else if (key == "oom") oom_ = value != "0";
+      else if (key == "oom") fail_kind_ = value != "0" ? FailureKind::out_of_memory : FailureKind::transient;
+      else if (key == "fail_kind") {
+        fail_kind_ = value == "oom" ? FailureKind::out_of_memory : parse_failure_kind(value);
+        if (fail_kind_ == FailureKind::none || (fail_kind_ == FailureKind::transient && value != "transient")) {
+          throw std::invalid_argument(key);
+        }
+      }
+      else if (key == "segv_every") segv_every_ = std::max(0, std::stoi(value));
+      else if (key == "kill_every") kill_every_ = std::max(0, std::stoi(value));
+      else if (key == "exit_at_load_rank") exit_at_load = std::stoi(value);
       else if (key == "sleep_ms") sleep_ms_ = std::stoi(value);
       else if (key == "hang_rank") hang_rank_ = std::stoi(value);
       else if (key == "hang_ms") hang_ms_ = std::stoi(value);
@@ -86,9 +103,18 @@ FakeEvaluator::FakeEvaluator(const std::string& options, int rank) : rank_(rank)
       else throw std::invalid_argument(key);
     } catch (const std::exception&) {
       throw InputError("--evaluator fake:" + options + ": bad option \"" + item +
-                       "\" (expected fail_rank=R, fail_every=N, fail_always, oom, sleep_ms=MS, hang_rank=R, hang_ms=MS, gpu=NAME, gpu_rank=R, timing=TEXT)");
+                       "\" (expected fail_rank=R, fail_every=N, fail_always, oom, fail_kind=bad_input|oom|device_fault|transient, "
+                       "sleep_ms=MS, hang_rank=R, hang_ms=MS, gpu=NAME, gpu_rank=R, timing=TEXT, segv_every=N, "
+                       "kill_every=N, exit_at_load_rank=R)");
     }
   }
+  if (rank_ == exit_at_load) {
+    std::fprintf(stderr, "fake evaluator: exit_at_load_rank=%d: exiting while loading\n", rank_);
+    std::_Exit(3);
+  }
+  // A later child of a rank (coordinator/child_evaluator.h numbers them)
+  // has already had the rank's one hang.
+  if (const char* g = std::getenv("DIFFSEARCH_CHILD_GENERATION"); g && std::atoi(g) > 1) hung_ = true;
 }
 
 std::string FakeEvaluator::gpu_name(const std::string& device) {
@@ -96,6 +122,19 @@ std::string FakeEvaluator::gpu_name(const std::string& device) {
 }
 
 worker::EvaluationRecord FakeEvaluator::evaluate(const worker::MeasurementUnit& unit) {
+  ++started_;
+  if (segv_every_ > 0 && started_ % segv_every_ == 0) {
+    std::fprintf(stderr, "fake evaluator: segv_every=%d: segfaulting on unit %s\n", segv_every_, unit.unit_key.c_str());
+    const struct rlimit no_core = {0, 0};
+    setrlimit(RLIMIT_CORE, &no_core);  // no core files from a test
+    signal(SIGSEGV, SIG_DFL);
+    *reinterpret_cast<volatile int*>(static_cast<uintptr_t>(8)) = 1;  // a real invalid access
+    raise(SIGSEGV);
+  }
+  if (kill_every_ > 0 && started_ % kill_every_ == 0) {
+    std::fprintf(stderr, "fake evaluator: kill_every=%d: SIGKILL on unit %s\n", kill_every_, unit.unit_key.c_str());
+    kill(getpid(), SIGKILL);
+  }
   if (sleep_ms_ > 0) std::this_thread::sleep_for(std::chrono::milliseconds(sleep_ms_));
   if (rank_ == hang_rank_ && !hung_) {
     hung_ = true;
@@ -107,8 +146,13 @@ worker::EvaluationRecord FakeEvaluator::evaluate(const worker::MeasurementUnit& 
                               "|" + std::to_string(unit.seed) + "|" + std::to_string(unit.prompts.size());
   const uint64_t h = fnv1a(setting, fnv1a(base_id));
   if ((fail_always_ || rank_ == fail_rank_) && !unit.setting.empty() && h % fail_every_ == 0) {
-    throw std::runtime_error(oom_ ? "CUDA out of memory (fake evaluator, rank " + std::to_string(rank_) + ")"
-                                  : "fake evaluator: injected failure on rank " + std::to_string(rank_));
+    const std::string where = " (fake evaluator, rank " + std::to_string(rank_) + ")";
+    switch (fail_kind_) {
+      case FailureKind::out_of_memory: throw OutOfMemoryError("CUDA out of memory" + where);
+      case FailureKind::bad_input: throw InputError("injected bad input for unit " + unit.unit_key + where);
+      case FailureKind::device_fault: throw DeviceFaultError("CUDA error: an illegal memory access was encountered" + where);
+      default: throw std::runtime_error("fake evaluator: injected failure on rank " + std::to_string(rank_));
+    }
   }
   worker::EvaluationRecord r;
   r.device_name = gpu_name(unit.device);
@@ -160,9 +204,7 @@ std::unique_ptr<worker::Evaluator> make_evaluator(const std::string& spec, int r
 }
 
 bool is_out_of_memory(const std::string& message) {
-  return message.find("out of memory") != std::string::npos ||
-         message.find("OutOfMemory") != std::string::npos ||
-         message.find("CUBLAS_STATUS_ALLOC_FAILED") != std::string::npos;
+  return failure_kind_of_message(message) == FailureKind::out_of_memory;
 }
 
 }  // namespace diffsearch::coordinator

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "io/failure.h"
 #include "worker/evaluator.h"
 
 namespace diffsearch::coordinator {
@@ -29,14 +30,20 @@ class NullEvaluator : public worker::Evaluator {
 //   fail_always units whose hash % fail_every == 0 throw on every rank
 //               (recorded failed after the retries);
 //   oom         failures are reported as out of memory (retried with a
-//               smaller batch);
+//               smaller batch); fail_kind=bad_input|oom|device_fault|transient
+//               says which kind of failure (io/failure.h) they are;
 //   sleep_ms    sleep per evaluation;
 //   hang_rank, hang_ms  the first evaluation on that rank sleeps hang_ms
 //               (a worker past its deadline);
 //   gpu, gpu_rank  the GPU name this worker reports (on rank gpu_rank only,
 //               or on every rank without it), to test platform routing;
 //   timing      how every worker says it times runs (the engine's
-//               "CUDA graphs"), to test the run record.
+//               "CUDA graphs"), to test the run record;
+//   segv_every, kill_every  the process segfaults / SIGKILLs itself on
+//               every N-th unit it starts (a worker's child, under
+//               --isolate on: what a crashing kernel or the OOM killer does);
+//   exit_at_load_rank  the evaluator of that rank exits (code 3) as it is
+//               made: every child of rank R dies while loading.
 class FakeEvaluator : public worker::Evaluator {
  public:
   FakeEvaluator(const std::string& options, int rank);
@@ -52,11 +59,14 @@ class FakeEvaluator : public worker::Evaluator {
   int fail_rank_ = -1;
   int fail_every_ = 3;
   bool fail_always_ = false;
-  bool oom_ = false;
   int sleep_ms_ = 0;
   int hang_rank_ = -1;
   int hang_ms_ = 0;
   bool hung_ = false;
+  FailureKind fail_kind_ = FailureKind::transient;
+  int segv_every_ = 0;
+  int kill_every_ = 0;
+  long started_ = 0;  // units this process started
 };
 
 // One "key=value" (or bare "key") of an evaluator's options ("a=1,b,c=x").
@@ -80,8 +90,8 @@ std::unique_ptr<worker::Evaluator> make_evaluator(const std::string& spec, int r
 // The kind part of a spec ("fake" for "fake:fail_rank=1").
 std::string evaluator_kind(const std::string& spec);
 
-// True when an evaluation's exception means the device ran out of memory
-// (retried with a smaller batch).
+// True when an evaluation's exception text means the device ran out of
+// memory (failure_kind_of_message, io/failure.h).
 bool is_out_of_memory(const std::string& message);
 
 }  // namespace diffsearch::coordinator

@@ -30,6 +30,9 @@ struct ToJson {
     return {{"t", "result"}, {"id", m.id}, {"oom", m.out_of_memory}, {"row", m.row.to_json()}};
   }
   nlohmann::json operator()(const Stop& m) const { return {{"t", "stop"}, {"code", m.code}}; }
+  nlohmann::json operator()(const Retire& m) const {
+    return {{"t", "retire"}, {"id", m.id}, {"reason", m.reason}, {"bad_input", m.bad_input}};
+  }
 };
 
 Message from_bytes(const std::vector<uint8_t>& bytes) { return decode(bytes); }
@@ -63,6 +66,9 @@ Message decode(const std::vector<uint8_t>& bytes) {
       return Result{j.at("id").get<std::size_t>(), j.at("oom").get<bool>(), io::EvaluationRow::from_json(j.at("row"))};
     }
     if (type == "stop") return Stop{j.at("code").get<int>()};
+    if (type == "retire") {
+      return Retire{j.at("id").get<long>(), j.at("reason").get<std::string>(), j.at("bad_input").get<bool>()};
+    }
     throw std::runtime_error("unknown message type \"" + type + "\"");
   } catch (const nlohmann::json::exception& e) {
     throw std::runtime_error(std::string("malformed search protocol message: ") + e.what());

@@ -1,6 +1,6 @@
 // The messages between rank 0 and the workers, typed: a worker says it is
 // ready, asks nothing else; rank 0 sends work or stop; a worker returns each
-// result. CBOR on the wire (small, and binary-safe for error texts).
+// result, or retires when it cannot measure. CBOR on the wire (small, and binary-safe for error texts).
 #pragma once
 
 #include <cstdint>
@@ -33,7 +33,16 @@ struct Result {  // worker -> rank 0
 struct Stop {  // rank 0 -> worker: the exit code the run ends with
   int code = 0;
 };
-using Message = std::variant<Ready, Work, Result, Stop>;
+// worker -> rank 0, instead of Ready or a Result: it cannot measure (its
+// child failed to start too often) and asks for nothing more; it waits for
+// Stop. `id`: the item it held, not attempted (-1: none). `bad_input`: the
+// run's own input is wrong (an --evaluator spec no device can make).
+struct Retire {
+  long id = -1;
+  std::string reason;
+  bool bad_input = false;
+};
+using Message = std::variant<Ready, Work, Result, Stop, Retire>;
 
 std::vector<uint8_t> encode(const Message& message);
 // std::runtime_error for bytes that are not a message of this protocol.

@@ -98,6 +98,11 @@ int finish_code(const Scheduler& s, bool interrupted) {
   if (interrupted && !s.finished()) return exit_code::interrupted_resume;
   if (s.unservable() > 0) return exit_code::failed;
   if (s.failed() > 0) log::warn(std::to_string(s.failed()) + " units failed after every retry (recorded as failed)");
+  if (!s.failures_by_kind().empty()) {
+    std::string kinds;
+    for (const auto& [kind, n] : s.failures_by_kind()) kinds += (kinds.empty() ? "" : ", ") + kind + " " + std::to_string(n);
+    log::info("failed attempts by kind: " + kinds + " (retried as their kind says; docs/search.md)");
+  }
   return exit_code::ok;
 }
 

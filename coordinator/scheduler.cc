@@ -1,6 +1,7 @@
 // The scheduler's bookkeeping: items as the strategy releases them, resume
-// from the rows a file already holds, retries (out of memory: a smaller
-// batch), platform routing, affinity and stealing.
+// from the rows a file already holds, retries by the failure's kind (bad
+// input: none; out of memory: a smaller batch; device faults and transient
+// errors: another worker first), platform routing, affinity and stealing.
 #include "coordinator/scheduler.h"
 
 #include <algorithm>
@@ -8,6 +9,7 @@
 
 #include "coordinator/evaluators.h"
 #include "coordinator/search.h"
+#include "io/failure.h"
 
 namespace diffsearch::coordinator {
 
@@ -22,9 +24,11 @@ Scheduler::Scheduler(SearchStrategy& strategy, const SearchPlan& plan, const Sea
     auto& p = previous_[WorkItem::work_key_of(row.unit_key, row.prompt_begin, row.prompt_end)];
     if (row.status == "ok") {
       if (!p.ok) p.ok = &row;
-    } else {
+    } else if (parse_failure_kind(row.error_kind) != FailureKind::bad_input) {
+      // A bad input was not retried in its run; a resume tries it once more
+      // (the input may have been fixed), so it does not count here.
       p.attempts = std::max<int>(p.attempts, static_cast<int>(row.attempt));
-      p.out_of_memory |= is_out_of_memory(row.error);
+      p.out_of_memory |= parse_failure_kind(row.error_kind) == FailureKind::out_of_memory;
     }
   }
   feed();
@@ -110,6 +114,16 @@ std::map<std::string, std::size_t> Scheduler::drop_unservable(const std::set<std
     }
     queue.clear();
   }
+  // Retries of those platforms too (a worker that had their GPU retired).
+  for (std::size_t id : retry_) {
+    auto& s = state_[id];
+    const std::string& p = platform_of(id);
+    if (s.done || p.empty() || !dropped_platforms_.count(p)) continue;
+    s.done = true;
+    ++done_;
+    ++unservable_;
+    ++dropped[*plan_.plan.baselines[items_[id].baseline].platform];
+  }
   return dropped;
 }
 
@@ -128,6 +142,7 @@ std::optional<Scheduler::Assignment> Scheduler::next(int worker, const std::stri
     if (s.failed_on.count(worker) && !all_failed) continue;
     const std::size_t id = *it;
     retry_.erase(it);
+    s.in_retry = false;
     return start(id);
   }
   auto pop = [&](long group) -> std::optional<std::size_t> {
@@ -176,22 +191,31 @@ bool Scheduler::record(std::size_t id, const io::EvaluationRow& row, bool out_of
     feed();
     return true;
   }
+  const FailureKind kind = parse_failure_kind(row.error_kind);
   s.attempts = std::max<int>(s.attempts, static_cast<int>(row.attempt));
+  // Retries go to another worker while one has not failed the unit: what a
+  // device fault needs, and no worse for the other kinds.
   s.failed_on.insert(worker);
   ++retried_;
-  if (s.attempts >= max_attempts_) {
+  ++failures_by_kind_[row.error_kind.empty() ? "transient" : row.error_kind];
+  if (kind == FailureKind::bad_input || s.attempts >= max_attempts_) {
+    // A bad input fails the same way on every worker: recorded, not retried.
     ++failed_;
     settle(id, nullptr);
     feed();
   } else {
-    if (out_of_memory) s.batch = std::max(1, s.batch / 2);
-    retry_.push_back(id);
+    if (out_of_memory || kind == FailureKind::out_of_memory) s.batch = std::max(1, s.batch / 2);
+    if (!s.in_retry) retry_.push_back(id);
+    s.in_retry = true;
   }
   return true;
 }
 
 void Scheduler::requeue(std::size_t id) {
-  if (!state_[id].done) retry_.push_front(id);
+  auto& s = state_[id];
+  if (s.done || s.in_retry) return;
+  s.in_retry = true;
+  retry_.push_front(id);
 }
 
 }  // namespace diffsearch::coordinator

@@ -47,9 +47,12 @@ class Scheduler {
   std::optional<Assignment> next(int worker, const std::string& gpu, long& held, const std::set<int>& live,
                                  const std::map<int, long>& holders);
   // Returns false for a result that arrives after the item was settled (a
-  // worker that came back after its deadline): the first result wins.
+  // worker that came back after its deadline): the first result wins. A
+  // failed row is retried by its error_kind: bad_input never, out_of_memory
+  // with half the batch, others on a worker that has not failed it first.
   bool record(std::size_t id, const io::EvaluationRow& row, bool out_of_memory, int worker);
-  // A worker was lost with `id` in flight: hand it to someone else.
+  // A worker was lost (or retired) with `id` in flight: hand it to someone
+  // else, without counting an attempt.
   void requeue(std::size_t id);
 
   const WorkItem& item(std::size_t id) const { return items_[id]; }
@@ -61,6 +64,8 @@ class Scheduler {
   std::size_t failed() const { return failed_; }
   std::size_t failed_attempts() const { return retried_; }
   std::size_t unservable() const { return unservable_; }
+  // Failed attempts recorded in this run, by kind (io/failure.h's names).
+  const std::map<std::string, std::size_t>& failures_by_kind() const { return failures_by_kind_; }
   const SearchStrategy& strategy() const { return strategy_; }
 
  private:
@@ -69,6 +74,7 @@ class Scheduler {
     int batch = 8;
     bool done = false;
     bool ok = false;
+    bool in_retry = false;  // queued in retry_ (a late failure and a requeue must not queue it twice)
     std::set<int> failed_on;
   };
   struct Previous {  // what a resumed file holds for a work key
@@ -94,6 +100,7 @@ class Scheduler {
   std::map<std::string, Previous> previous_;
   bool feeding_ = false;
   std::size_t done_ = 0, skipped_ = 0, failed_ = 0, retried_ = 0, unservable_ = 0;
+  std::map<std::string, std::size_t> failures_by_kind_;
 };
 
 }  // namespace diffsearch::coordinator

@@ -14,6 +14,7 @@
 #include <set>
 
 #include "coordinator/accounting.h"
+#include "coordinator/child_evaluator.h"
 #include "coordinator/protocol.h"
 #include "coordinator/run_support.h"
 #include "coordinator/scheduler.h"
@@ -212,14 +213,15 @@ int run_search_local(const SearchOptions& options) {
   Scheduler scheduler(*strategy, plan, options, store.rows());
   log::info("search (" + strategy->name() + "): " + std::to_string(scheduler.total()) + " items released (" +
             std::to_string(scheduler.skipped()) + " already in " + options.out + "), 1 process");
-  auto evaluator = make_evaluator(options.evaluator, 0);
+  auto evaluator = make_worker_evaluator(options, 0, device);
+  if (auto reason = worker_unavailable(*evaluator)) throw Error("the search cannot measure: " + *reason);
   const std::string gpu = evaluator->gpu_name(device);
   const std::set<std::string> devices = {describe_device(host_name(), device, gpu, evaluator->timing(device))};
   report_unservable(scheduler.drop_unservable({gpu}), {gpu});
   Progress progress(scheduler, options.progress_interval_s);
   long held = -1;
   const std::set<int> live = {0};
-  bool interrupted = false;
+  bool interrupted = false, failed_to_measure = false;
   while (!scheduler.finished()) {
     if (stop_requested()) {
       interrupted = true;
@@ -227,6 +229,12 @@ int run_search_local(const SearchOptions& options) {
     }
     auto a = scheduler.next(0, gpu, held, live, {{0, held}});
     if (!a) break;
+    if (auto reason = worker_unavailable(*evaluator)) {
+      // The unit was not attempted: --resume measures it.
+      log::error("the search cannot go on: " + *reason + "; rerun with --resume");
+      failed_to_measure = true;
+      break;
+    }
     bool oom = false;
     io::EvaluationRow row = evaluate_item(*evaluator, options, plan, scheduler.item(a->id), a->batch, device, 0, &oom);
     row.attempt = a->attempt;
@@ -241,6 +249,7 @@ int run_search_local(const SearchOptions& options) {
                                            run_record(options, plan, 1, {host_name()}, devices, started_at)));
   store.close();
   if (interrupted) log::warn("interrupted: rerun with --resume to continue " + options.out);
+  if (failed_to_measure) return exit_code::failed;
   return finish_code(scheduler, interrupted);
 }
 

@@ -38,6 +38,10 @@ struct SearchOptions {
   std::string out;
   bool resume = false;
   std::string evaluator = "engine";
+  // Evaluations in a child process each worker starts and watches
+  // (coordinator/child_evaluator.h): the CLI's --isolate, on by default
+  // there; off here, for callers whose executable has no worker-child.
+  bool isolate = false;
   std::string strategy = "frontier";  // or "exhaustive"
   FrontierOptions frontier;
   int max_attempts = 3;

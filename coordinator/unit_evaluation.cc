@@ -1,10 +1,11 @@
 // From a work item to a results row: the measurement an evaluator is asked
-// for, and the row it becomes (exceptions become failed rows; every row
-// records the GPU-seconds it cost).
+// for, and the row it becomes (exceptions become failed rows with their kind;
+// every row records the GPU-seconds it cost).
 #include <cmath>
 
 #include "coordinator/run_support.h"
 #include "coordinator/search.h"
+#include "io/failure.h"
 #include "io/log/log.h"
 
 namespace diffsearch::coordinator {
@@ -111,10 +112,12 @@ io::EvaluationRow evaluate_item(worker::Evaluator& evaluator, const SearchOption
     }
     row.status = "failed";
     row.error = e.what();
+    row.error_kind = failure_kind_name(classify_failure(e));
     row.time_base_s = row.time_acc_s = row.speedup = row.speedup_macs = nan;
     row.clip_base = row.clip_acc = row.score_loss = row.psnr = row.ssim = nan;
-    if (out_of_memory) *out_of_memory = is_out_of_memory(row.error);
-    log::warn("unit " + item.work_key() + " failed on rank " + std::to_string(rank) + ": " + row.error);
+    if (out_of_memory) *out_of_memory = row.error_kind == failure_kind_name(FailureKind::out_of_memory);
+    log::warn("unit " + item.work_key() + " failed on rank " + std::to_string(rank) + " (" + row.error_kind +
+              "): " + row.error);
   }
   row.finished_at = now_s();
   row.gpu_seconds = std::isfinite(simulated) ? simulated : row.finished_at - row.started_at;

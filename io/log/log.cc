@@ -37,7 +37,22 @@ void set_context(const std::string& context) {
   g_context = context;
 }
 
+static Level g_level = Level::info;  // what set_level last set
+
+Level level() { return g_level; }
+
+std::string level_name(Level level) {
+  switch (level) {
+    case Level::debug: return "debug";
+    case Level::info: return "info";
+    case Level::warn: return "warn";
+    case Level::error: return "error";
+  }
+  return "info";
+}
+
 void set_level(Level level) {
+  g_level = level;
   switch (level) {
     case Level::debug: logger().set_level(spdlog::level::debug); break;
     case Level::info: logger().set_level(spdlog::level::info); break;

@@ -13,6 +13,10 @@ void set_context(const std::string& context);
 void set_level(Level level);
 // Parses "debug", "info", "warn", "error"; throws diffsearch::Error otherwise.
 Level parse_level(const std::string& text);
+// The level set last (info by default) and a level's name, which
+// parse_level reads back: child processes log at their parent's level.
+Level level();
+std::string level_name(Level level);
 
 void debug(const std::string& message);
 void info(const std::string& message);

@@ -50,6 +50,10 @@ TEST(Protocol, MessagesRoundTrip) {
   const auto ready = std::get<Ready>(decode(encode(Ready{"node01", "cuda:1", "NVIDIA H200", "CUDA graphs"})));
   EXPECT_EQ(ready.gpu, "NVIDIA H200");
   EXPECT_EQ(std::get<Stop>(decode(encode(Stop{75}))).code, 75);
+  const auto retire = std::get<Retire>(decode(encode(Retire{42, "its worker child failed to start 3 times", true})));
+  EXPECT_EQ(retire.id, 42);
+  EXPECT_EQ(retire.reason, "its worker child failed to start 3 times");
+  EXPECT_TRUE(retire.bad_input);
 }
 
 TEST(Protocol, GarbageIsRefused) {
