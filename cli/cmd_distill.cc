@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -24,11 +25,13 @@ struct DistillArgs {
   int grid = 0;
   std::string out;
   bool table = false;
+  std::string quality;  // "": the measure the search recorded
 };
 
 // One line per task: key, status, the chosen setting, speedup and loss.
 void print_table(const nlohmann::json& answers) {
-  std::printf("%-48s %-11s %8s %8s  %s\n", "task", "status", "speedup", "loss", "setting");
+  const std::string loss = answers.value("_quality", std::string("clip")) + " loss";
+  std::printf("%-48s %-11s %8s %9s  %s\n", "task", "status", "speedup", loss.c_str(), "setting");
   for (const auto& [key, a] : answers.items()) {
     if (!key.empty() && key[0] == '_') continue;
     std::string setting;
@@ -41,8 +44,8 @@ void print_table(const nlohmann::json& answers) {
     auto number = [&](const char* field) {
       return a.contains(field) && a[field].is_number() ? a[field].get<double>() : std::nan("");
     };
-    std::printf("%-48s %-11s %7.2fx %8.4f  %s\n", key.c_str(), a.value("status", "?").c_str(),
-                number("speedup"), number("score_loss"), setting.c_str());
+    std::printf("%-48s %-11s %7.2fx %9.4f  %s\n", key.c_str(), a.value("status", "?").c_str(),
+                number("speedup"), number("loss"), setting.c_str());
   }
 }
 
@@ -52,7 +55,15 @@ int run_distill(const DistillArgs& a) {
   }
   const auto tasks = a.grid != 0 ? partition::make_grid(a.grid) : partition::read_tasks_file(a.tasks_file);
   const auto contents = io::read_results(a.results);
-  const auto answers = coordinator::distill(contents, tasks);
+  std::optional<coordinator::Quality> quality;
+  if (!a.quality.empty()) quality = coordinator::parse_quality(a.quality);
+  const auto answers = coordinator::distill(contents, tasks, quality);
+  if (answers.contains("_quality_searched")) {
+    log::warn("distill: answering by " + answers["_quality"].get<std::string>() + " loss, but the frontier search raced " +
+              answers["_quality_searched"].get<std::string>() +
+              " loss: each answer is the best of the settings it measured in full, which may miss a better one "
+              "by this measure (search again with --quality " + answers["_quality"].get<std::string>() + ")");
+  }
   const std::string text = coordinator::distill_text(answers);
   if (a.out.empty() || a.out == "-") {
     std::fwrite(text.data(), 1, text.size(), stdout);
@@ -84,6 +95,10 @@ Runner setup_distill(CLI::App& sub) {
       ->excludes(tasks);
   sub.add_option("-o,--output", a->out, "search_params.json to write (default: stdout)")->type_name("FILE");
   sub.add_flag("--table", a->table, "Also print one line per task (with -o)");
+  sub.add_option("--quality", a->quality,
+                 "Loss the tasks' bounds apply to: clip (CLIP score loss), ssim (1 - mean SSIM against the "
+                 "baseline image) or psnr (mean 10^(-PSNR/10)); default: the one the search used")
+      ->type_name("MEASURE");
   sub.footer("Example:\n  diffsearch distill results.h5 --tasks tasks.txt -o search_params.json");
   return [a]() { return run_distill(*a); };
 }

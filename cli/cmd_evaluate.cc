@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/command.h"
+#include "coordinator/quality.h"
 #include "io/error.h"
 #include "io/prompts.h"
 #include "partition/task.h"
@@ -24,6 +25,7 @@ struct EvaluateArgs {
   std::vector<std::string> accel;
   int num_samples = 8;
   bool json = false;
+  std::string quality = "clip";
 };
 
 DIFFSEARCH_COMMAND("evaluate", "Measure one acceleration setting against the baseline", [](CLI::App& sub) {
@@ -46,11 +48,17 @@ DIFFSEARCH_COMMAND("evaluate", "Measure one acceleration setting against the bas
   sub.add_option("--dtype", a->unit.dtype, "float32, float64, float16 or bfloat16")->capture_default_str();
   sub.add_option("--device", a->unit.device, "cpu, cuda or cuda:I")->capture_default_str();
   sub.add_flag("--json", a->json, "Print the record as one JSON object");
+  sub.add_option("--quality", a->quality,
+                 "Loss to report: clip (CLIP score loss), ssim (1 - mean SSIM against the baseline image) or "
+                 "psnr (mean 10^(-PSNR/10))")
+      ->capture_default_str()
+      ->type_name("MEASURE");
   sub.footer(
       "Example:\n  diffsearch evaluate --model tests/data/fixtures/models/tiny-sd15 "
       "--clip tests/data/fixtures/models/tiny-clip --sampler ddim --steps 20 "
       "--accel deepcache:cache_interval=3,cache_branch_id=0 --num-samples 4 --batch-size 2 --height 128 --width 128");
   return [a]() {
+    const coordinator::Quality quality = coordinator::parse_quality(a->quality);
     a->unit.sampler = partition::parse_sampler(a->sampler);
     std::vector<std::string> prompts = io::prompts_or_default(a->prompts_file);
     if (static_cast<int>(prompts.size()) < a->num_samples) {
@@ -65,8 +73,13 @@ DIFFSEARCH_COMMAND("evaluate", "Measure one acceleration setting against the bas
     }
     auto evaluator = worker::make_engine_evaluator();
     const worker::EvaluationRecord record = evaluator->evaluate(a->unit);
+    const double loss =
+        coordinator::record_loss(quality, record.base.clip, record.acc.clip, record.psnr, record.ssim);
     if (a->json) {
-      std::cout << record.to_json().dump() << "\n";
+      nlohmann::json j = record.to_json();
+      j["quality"] = coordinator::quality_name(quality);
+      j["loss"] = std::isfinite(loss) ? nlohmann::json(loss) : nlohmann::json(nullptr);
+      std::cout << j.dump() << "\n";
       return exit_code::ok;
     }
     std::printf("device         %s\n", record.device_name.c_str());
@@ -77,6 +90,7 @@ DIFFSEARCH_COMMAND("evaluate", "Measure one acceleration setting against the bas
     std::printf("CLIP score     base %.4f, accelerated %.4f, loss %.4f\n", record.base.clip_mean,
                 record.acc.clip_mean, record.score_loss);
     std::printf("PSNR / SSIM    %.2f dB / %.4f\n", record.psnr_mean, record.ssim_mean);
+    std::printf("loss (%s)    %.4f\n", coordinator::quality_name(quality).c_str(), loss);
     std::printf("peak memory    %.1f MiB\n", static_cast<double>(record.acc.peak_bytes) / 1048576.0);
     return exit_code::ok;
   };

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <map>
 
+#include "io/diffusers_folder.h"
 #include "cli/engine_evaluator.h"
 #include "io/error.h"
 #include "io/json_file.h"
@@ -85,8 +86,15 @@ void add_search_options(CLI::App& sub, SearchArgs& a, const SearchOptionSet& set
   sub.add_option("--dtype", a.dtype, "float32/float64 (CPU), float16/bfloat16 (CUDA; default float16)");
   sub.add_option("--speed-measure", a.speed_measure, "wall (timed) or macs (deterministic MAC ratio)")
       ->capture_default_str();
-  sub.add_option("--resolution", a.resolutions, "MODEL=PIXELS, repeatable (defaults SD1.5=512, SD2.1=768, SDXL=1024)")
+  sub.add_option("--resolution", a.resolutions,
+                 "MODEL=PIXELS, repeatable (default: each model folder's own size, its UNet's sample_size times "
+                 "the VAE's scale factor)")
       ->type_name("MODEL=PX");
+  sub.add_option("--quality", a.quality,
+                 "The loss the tasks' bounds apply to: clip (CLIP score loss), ssim (1 - mean SSIM against the "
+                 "baseline image of the same prompt and seed) or psnr (mean 10^(-PSNR/10)); docs/search.md")
+      ->capture_default_str()
+      ->type_name("MEASURE");
   sub.add_flag("--resume", a.resume, "Continue an interrupted results file, skipping what it holds");
   add_strategy_options(sub, a.strategy);
   auto hidden = "";  // test and benchmark knobs, not for users
@@ -164,6 +172,13 @@ coordinator::SearchOptions build_search_options(const SearchArgs& a, std::vector
       }
     }
     if (!is_dir(a.clip_dir)) throw InputError("--clip " + a.clip_dir + ": folder not found");
+    // Each model at the size its folder was made for (a 512 px SD2.1-base is
+    // not run at 768 px because of its name), unless --resolution says.
+    for (const auto& t : tasks) {
+      if (!o.resolution.count(t.model)) {
+        o.resolution[t.model] = io::DiffusersFolder(o.model_dirs.at(t.model)).native_resolution();
+      }
+    }
   }
   o.clip_dir = a.clip_dir;
   if (a.device != "cpu" && a.device != "cuda") {
@@ -175,6 +190,7 @@ coordinator::SearchOptions build_search_options(const SearchArgs& a, std::vector
     throw InputError("--speed-measure \"" + a.speed_measure + "\": expected wall or macs");
   }
   o.speed_measure = a.speed_measure;
+  o.quality = coordinator::parse_quality(a.quality);
   o.out = a.out;
   o.resume = a.resume;
   o.evaluator = a.evaluator;

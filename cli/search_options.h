@@ -31,6 +31,7 @@ struct SearchArgs {
   std::string device = "cpu";
   std::string dtype;
   std::string speed_measure = "wall";
+  std::string quality = "clip";
   std::vector<std::string> resolutions;
   bool resume = false;
   std::string evaluator = "engine";

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -88,6 +89,11 @@ std::string fixed(double v, int decimals) {
   return buf;
 }
 
+std::string upper(std::string text) {
+  for (char& c : text) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return text;
+}
+
 bool is_reduced_precision(const std::string& dtype) { return dtype == "float16" || dtype == "bfloat16"; }
 
 std::string measured_text(const ScriptFacts& f) {
@@ -96,7 +102,9 @@ std::string measured_text(const ScriptFacts& f) {
     out = "the plain pipeline (speedup 1, no loss)";
   } else {
     out = fixed(f.speedup, 2) + "x speedup (" + (f.speed_measure == "macs" ? "MAC ratio" : "wall clock") +
-          "), CLIP score loss " + fixed(f.score_loss, 4);
+          "), " +
+          (f.quality == "clip" ? std::string() : upper(f.quality) + " loss " + fixed(f.loss, 4) + ", ") +
+          "CLIP score loss " + fixed(f.score_loss, 4);
   }
   if (std::isfinite(f.clip_base) && std::isfinite(f.clip_acc)) {
     out += " (CLIP score " + fixed(f.clip_base, 2) + (f.setting.empty() ? "" : " -> " + fixed(f.clip_acc, 2)) + ")";
@@ -301,6 +309,8 @@ ScriptFacts facts_from_answer(const CodegenRequest& request, const partition::Ta
 
   const nlohmann::json& config = search_config(request.params);
   f.speed_measure = top_level_string(request.params, "_speed_measure", "wall", file);
+  f.quality = top_level_string(request.params, "_quality", "clip", file);
+  f.loss = f.quality == "clip" || !reader.has("loss") ? f.score_loss : reader.number_field("loss", true);
   f.resolution = partition::default_resolution(task.model);
   if (const auto* r = config_field(config, "resolution"); r && r->is_object()) {
     const auto name = partition::model_name(task.model);

@@ -47,7 +47,11 @@ struct ScriptFacts {
   int steps = 50;
   partition::Setting setting;  // empty: the plain pipeline
   double speedup = 1;          // NaN when the file has none
-  double score_loss = 0;
+  double score_loss = 0;  // CLIP score loss
+  // The loss the answer was chosen by (search_params.json's "_quality" and
+  // "loss"); "clip" when it is the CLIP score loss itself.
+  std::string quality = "clip";
+  double loss = 0;
   double clip_base = 0;  // NaN when unknown
   double clip_acc = 0;
   std::optional<double> latency_s;  // seconds per image, latency tasks

@@ -9,6 +9,7 @@
 #include <map>
 #include <optional>
 
+#include "coordinator/quality.h"
 #include "coordinator/search.h"
 #include "io/error.h"
 #include "partition/plan.h"
@@ -32,13 +33,14 @@ struct Measured {
   std::vector<std::size_t> rows;  // in prompt order
   double speedup = 0;
   double speedup_macs = 0;
-  double loss = 0;
+  double loss = 0;        // by the quality measure the answers use
+  double score_loss = 0;  // CLIP score loss, whatever the measure
   double clip_base = 0, clip_acc = 0;
   double time_acc_s = 0;
 };
 
 std::optional<Measured> full_fidelity(const std::vector<std::size_t>& ok_rows,
-                                      const std::vector<io::EvaluationRow>& rows, int64_t samples) {
+                                      const std::vector<io::EvaluationRow>& rows, int64_t samples, Quality quality) {
   // The first ok row of each range (a range measured twice after a deadline:
   // the first result wins), ranges in prompt order.
   std::map<int64_t, std::size_t> by_begin;
@@ -65,7 +67,8 @@ std::optional<Measured> full_fidelity(const std::vector<std::size_t>& ok_rows,
     const auto& r = rows[m.rows[0]];
     m.speedup = r.speedup;
     m.speedup_macs = r.speedup_macs;
-    m.loss = r.score_loss;
+    m.score_loss = r.score_loss;
+    m.loss = row_loss(quality, r);
     m.clip_base = r.clip_base;
     m.clip_acc = r.clip_acc;
     return m;
@@ -74,7 +77,20 @@ std::optional<Measured> full_fidelity(const std::vector<std::size_t>& ok_rows,
   m.speedup_macs = macs_acc > 0 ? macs_base / macs_acc : 1.0;
   m.clip_base = clip_base / static_cast<double>(samples);
   m.clip_acc = clip_acc / static_cast<double>(samples);
-  m.loss = m.clip_base > 0 ? (m.clip_base - m.clip_acc) / m.clip_base : 0.0;
+  m.score_loss = quality_loss(m.clip_base, m.clip_acc);
+  if (quality == Quality::Clip) {
+    m.loss = m.score_loss;
+  } else {
+    double base = 0, acc = 0;
+    for (std::size_t i : m.rows) {
+      for (const auto& p : rows[i].prompts) {
+        const auto q = quality_scores(quality, p);
+        base += q.base;
+        acc += q.acc;
+      }
+    }
+    m.loss = quality_loss(base, acc);
+  }
   return m;
 }
 
@@ -112,10 +128,13 @@ std::optional<Candidate> nearest_on_front(const std::vector<Candidate>& c, F sho
 
 }  // namespace
 
-nlohmann::json distill(const io::ResultsContents& contents, const std::vector<partition::Task>& tasks) {
+nlohmann::json distill(const io::ResultsContents& contents, const std::vector<partition::Task>& tasks,
+                       std::optional<Quality> quality_override) {
   const auto& config = contents.config;
   const bool macs = config.value("speed_measure", std::string("wall")) == "macs";
   SearchOptions options = options_from_config(config, tasks);
+  const Quality searched_by = options.quality;
+  const Quality quality = quality_override.value_or(searched_by);
   for (const auto& run : contents.runs) {
     const auto& attrs = run["attributes"];
     if (attrs.contains("max_attempts") && attrs["max_attempts"].is_number_integer()) {
@@ -147,6 +166,7 @@ nlohmann::json distill(const io::ResultsContents& contents, const std::vector<pa
                              {"methods", nlohmann::json::array()},
                              {"params", nlohmann::json::object()},
                              {"speedup", nullptr},
+                             {"loss", nullptr},
                              {"score_loss", nullptr},
                              {"clip_base", nullptr},
                              {"clip_acc", nullptr},
@@ -161,7 +181,7 @@ nlohmann::json distill(const io::ResultsContents& contents, const std::vector<pa
       ++total;
       auto it = ok_rows.find(unit_key);
       std::optional<Measured> m;
-      if (it != ok_rows.end()) m = full_fidelity(it->second, rows, options.samples);
+      if (it != ok_rows.end()) m = full_fidelity(it->second, rows, options.samples, quality);
       if (m) {
         const auto& r = rows[m->rows.front()];
         if (task.platform && r.device != *task.platform) {
@@ -250,7 +270,8 @@ nlohmann::json distill(const io::ResultsContents& contents, const std::vector<pa
       if (!r.setting.empty()) params = nlohmann::json::parse(r.setting);
       answer["params"] = params;
       answer["speedup"] = number_or_null(space == partition::kNoSpace ? 1.0 : chosen->speedup);
-      answer["score_loss"] = number_or_null(space == partition::kNoSpace ? 0.0 : chosen->loss);
+      answer["loss"] = number_or_null(space == partition::kNoSpace ? 0.0 : chosen->loss);
+      answer["score_loss"] = number_or_null(space == partition::kNoSpace ? 0.0 : m->score_loss);
       answer["clip_base"] = number_or_null(m->clip_base);
       answer["clip_acc"] = number_or_null(space == partition::kNoSpace ? m->clip_base : m->clip_acc);
       answer["device"] = r.device;
@@ -266,6 +287,14 @@ nlohmann::json distill(const io::ResultsContents& contents, const std::vector<pa
   out["_counts"] = counts;
   out["_rows"] = rows.size();
   out["_strategy"] = options.strategy;
+  // "loss" is by this measure; "score_loss" is always the CLIP score loss.
+  out["_quality"] = quality_name(quality);
+  if (quality != searched_by) {
+    // The frontier strategy raced the searched measure: the settings it left
+    // unmeasured were pruned by that one, so answers by another are the best
+    // among those measured in full, not necessarily the space's best.
+    out["_quality_searched"] = quality_name(searched_by);
+  }
   // What the run spent and what exhaustive would have, in GPU-seconds
   // (wall-time evaluators: not repeatable, unlike everything else here).
   std::vector<double> seconds;

@@ -3,21 +3,26 @@
 // nearest one on the speed/quality front when none does.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "coordinator/quality.h"
 #include "io/result_store.h"
 #include "partition/task.h"
 
 namespace diffsearch::coordinator {
 
-// {"<task key>": {"task", "status", "methods", "params", "speedup",
+// {"<task key>": {"task", "status", "methods", "params", "speedup", "loss",
 // "score_loss", "clip_base", "clip_acc", "device", "rows", "units"}, ...,
-// "_format": ..., "_version": 1, ...}. Deterministic: the same contents and
-// tasks give the same JSON.
-nlohmann::json distill(const io::ResultsContents& contents, const std::vector<partition::Task>& tasks);
+// "_format": ..., "_version": 1, "_quality", ...}. "loss" is by the quality
+// measure (`quality`, else the one the search recorded, else CLIP), the one
+// the tasks' loss bounds apply to; "score_loss" is always the CLIP score loss.
+// Deterministic: the same contents and tasks give the same JSON.
+nlohmann::json distill(const io::ResultsContents& contents, const std::vector<partition::Task>& tasks,
+                       std::optional<Quality> quality = std::nullopt);
 
 // The JSON text written to search_params.json (sorted keys, 2-space indent,
 // trailing newline).

@@ -111,6 +111,9 @@ nlohmann::json search_config(const SearchOptions& options, const partition::Plan
     config["strategy"] = options.strategy;
     config["frontier"] = options.frontier.to_json();
   }
+  // CLIP is what files meant before the measure could be chosen: recorded
+  // only when another, so those files still resume.
+  if (options.quality != Quality::Clip) config["quality"] = quality_name(options.quality);
   if (options.shard.count > 1) config["shard"] = {{"index", options.shard.index}, {"count", options.shard.count}};
   return config;
 }
@@ -130,6 +133,9 @@ SearchOptions options_from_config(const nlohmann::json& config, const std::vecto
     o.space_source = "the results file's search space";
   }
   o.speed_measure = config.value("speed_measure", std::string("wall"));
+  if (config.contains("quality") && config["quality"].is_string()) {
+    o.quality = parse_quality(config["quality"].get<std::string>(), "the results file's configuration field \"quality\"");
+  }
   // Files written before strategies existed were exhaustive.
   o.strategy = config.value("strategy", std::string("exhaustive"));
   if (config.contains("frontier") && config["frontier"].is_object()) {

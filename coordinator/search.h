@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "coordinator/evaluators.h"
+#include "coordinator/quality.h"
 #include "coordinator/strategy.h"
 #include "coordinator/work_item.h"
 #include "io/result_store.h"
@@ -35,6 +36,7 @@ struct SearchOptions {
   std::string device = "cpu";  // cpu or cuda
   std::string dtype = "float32";
   std::string speed_measure = "wall";  // wall or macs
+  Quality quality = Quality::Clip;      // the loss the strategy races and distill answers by
   std::string out;
   bool resume = false;
   std::string evaluator = "engine";

@@ -271,8 +271,9 @@ class FrontierStrategy : public SearchStrategy {
     if (c.base.size() < n) c.base.resize(n, kNaN), c.acc.resize(n, kNaN);
     for (const auto& p : row.prompts) {
       if (p.prompt_index < 0 || static_cast<std::size_t>(p.prompt_index) >= n) continue;
-      c.base[p.prompt_index] = p.clip_base;
-      c.acc[p.prompt_index] = p.clip_acc;
+      const QualityScores q = quality_scores(options_.quality, p);
+      c.base[p.prompt_index] = q.base;
+      c.acc[p.prompt_index] = q.acc;
     }
     c.time_base += row.time_base_s;
     c.time_acc += row.time_acc_s;

@@ -95,6 +95,7 @@ io::EvaluationRow evaluate_item(worker::Evaluator& evaluator, const SearchOption
     row.macs_acc = r.acc.macs;
     row.peak_bytes = std::max(r.base.peak_bytes, r.acc.peak_bytes);
     if (!r.device_name.empty()) row.device = r.device_name;
+    if (r.batch_size > 0) row.batch_size = r.batch_size;  // the evaluator fitted a smaller batch
     for (std::size_t i = 0; i < r.acc.clip.size(); ++i) {
       io::PromptScore p;
       p.prompt_index = item.prompt_begin + static_cast<int64_t>(i);  // global: ranges join up

@@ -77,6 +77,28 @@ nlohmann::json DiffusersFolder::component_config(const std::string& component) c
   return config;
 }
 
+int DiffusersFolder::native_resolution() const {
+  const nlohmann::json unet = component_config("unet");
+  const std::string unet_file = component_dir("unet") + "/config.json";
+  // sample_size is an integer, or [height, width] in some configs.
+  nlohmann::json size = unet.contains("sample_size") ? unet["sample_size"] : nlohmann::json();
+  if (size.is_array() && !size.empty()) size = size[0];
+  if (!size.is_number_integer() || size.get<int64_t>() < 1 || size.get<int64_t>() > 4096) {
+    throw InputError(unet_file + ": field \"sample_size\" must be a positive integer (the latent side); found " +
+                     (unet.contains("sample_size") ? unet["sample_size"].dump() : std::string("nothing")) +
+                     " (or pass --resolution MODEL=PIXELS)");
+  }
+  const nlohmann::json vae = component_config("vae");
+  const std::string vae_file = component_dir("vae") + "/config.json";
+  if (!vae.contains("block_out_channels") || !vae["block_out_channels"].is_array() ||
+      vae["block_out_channels"].empty() || vae["block_out_channels"].size() > 8) {
+    throw InputError(vae_file + ": field \"block_out_channels\" must be a list of 1 to 8 channel counts " +
+                     "(its length sets the VAE's scale factor; or pass --resolution MODEL=PIXELS)");
+  }
+  const int scale = 1 << (vae["block_out_channels"].size() - 1);
+  return static_cast<int>(size.get<int64_t>()) * scale;
+}
+
 WeightSet DiffusersFolder::component_weights(const std::string& component, bool prefer_fp16) const {
   const fs::path folder = component_dir(component);
   if (!fs::is_directory(folder)) {

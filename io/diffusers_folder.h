@@ -45,6 +45,12 @@ class DiffusersFolder {
   // Weights: `<stem>.safetensors`, else `<stem>.fp16.safetensors` (or the
   // reverse with prefer_fp16), else a sharded `<stem>.safetensors.index.json`.
   WeightSet component_weights(const std::string& component, bool prefer_fp16 = false) const;
+  // The image side the model was made for, in pixels: the UNet's sample_size
+  // times the VAE's scale factor (2^(VAE blocks - 1)), what diffusers'
+  // pipelines default to (512 for stable-diffusion-2-1-base, 768 for
+  // stable-diffusion-2-1). InputError naming the file and field when either
+  // config lacks it.
+  int native_resolution() const;
 
  private:
   std::string dir_;

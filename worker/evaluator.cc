@@ -13,6 +13,7 @@
 #include "io/error.h"
 #include "io/log/log.h"
 #include "partition/task.h"
+#include "worker/batch_fit.h"
 #include "worker/engine/accel.h"
 #include "worker/engine/clip_score.h"
 #include "worker/engine/device.h"
@@ -64,6 +65,33 @@ class EngineEvaluator final : public Evaluator {
     if (unit.prompts.empty()) throw InputError("a measurement unit needs at least one prompt");
     if (unit.batch_size < 1) throw InputError("--batch-size must be at least 1");
     const engine::RunOptions options = engine::parse_run_options(unit.dtype, unit.device);
+    // The largest batch (up to the unit's) that the device holds: baseline
+    // and setting always run at the same one, so their ratio stays fair.
+    std::ostringstream shape;
+    shape << unit.model_dir << "|" << unit.dtype << "|" << unit.device << "|" << unit.height << "x" << unit.width;
+    MeasurementUnit fitted = unit;
+    fitted.batch_size = batch_fit_.first_batch(shape.str(), unit.batch_size);
+    for (;;) {
+      try {
+        EvaluationRecord record = evaluate_at(fitted, options);
+        record.batch_size = fitted.batch_size;
+        return record;
+      } catch (const c10::OutOfMemoryError& e) {
+        // Free what the failed batch held (its captured graphs, cached
+        // blocks) before trying half of it.
+        for (auto& [key, loaded] : pipelines_) loaded.runner->drop_graphs();
+        engine::release_cached_memory(options);
+        const int next = batch_fit_.after_out_of_memory(shape.str(), fitted.batch_size);
+        if (next == 0) throw;  // one image does not fit: the scheduler's out-of-memory rules take over
+        log::warn("batch of " + std::to_string(fitted.batch_size) + " does not fit " + unit.device + " (" +
+                  unit.model_dir + " at " + std::to_string(unit.height) + " px); trying " + std::to_string(next));
+        fitted.batch_size = next;
+      }
+    }
+  }
+
+ private:
+  EvaluationRecord evaluate_at(const MeasurementUnit& unit, const engine::RunOptions& options) {
     Loaded& loaded = pipeline_for(unit.model_dir, options);
     engine::Pipeline& pipeline = *loaded.pipeline;
     engine::SampleRunner& runner = *loaded.runner;
@@ -108,7 +136,6 @@ class EngineEvaluator final : public Evaluator {
     return record;
   }
 
- private:
   // A loaded model and the runner of its samples (which holds the CUDA
   // graphs of the baseline and the setting measured last).
   struct Loaded {
@@ -221,6 +248,7 @@ class EngineEvaluator final : public Evaluator {
   std::unique_ptr<engine::ClipScorer> scorer_;
   std::string scorer_key_;
   std::map<std::string, RunOutput> baselines_;
+  BatchFit batch_fit_;
 };
 
 nlohmann::json run_to_json(const RunMeasurement& m) {
@@ -244,7 +272,8 @@ nlohmann::json EvaluationRecord::to_json() const {
           {"ssim", ssim},
           {"psnr_mean", number_or_null(psnr_mean)},
           {"ssim_mean", ssim_mean},
-          {"device", device_name}};
+          {"device", device_name},
+          {"batch_size", batch_size}};
 }
 
 std::unique_ptr<Evaluator> make_engine_evaluator() { return std::make_unique<EngineEvaluator>(); }

@@ -63,6 +63,9 @@ struct EvaluationRecord {
   double psnr_mean = 0;
   double ssim_mean = 0;
   std::string device_name;
+  // The batch size the runs used: the unit's, or less when the device could
+  // not hold it (0: the evaluator does not say; the unit's then).
+  int batch_size = 0;
   // Evaluators that simulate a GPU (synthetic, replay): the GPU-seconds the
   // unit would have cost. NaN: the search times the evaluation itself.
   double simulated_seconds = std::numeric_limits<double>::quiet_NaN();

@@ -104,3 +104,30 @@ TEST(JsonFile, PythonConstantsBecomeStrings) {
     EXPECT_NE(std::string(e.what()).find("search space file is not valid JSON"), std::string::npos);
   }
 }
+
+TEST(DiffusersFolder, NativeResolutionIsTheUnetSampleSizeTimesTheVaeScale) {
+  // The tiny fixtures: sample_size 16, four VAE blocks (scale 8).
+  EXPECT_EQ(DiffusersFolder(kModels + "/tiny-sd15").native_resolution(), 128);
+  EXPECT_EQ(DiffusersFolder(kModels + "/tiny-sdxl").native_resolution(), 128);
+  // stable-diffusion-2-1-base's shape: 64 latents, 512 px; [h, w] lists too.
+  const fs::path dir = fresh_dir("native");
+  write_text(dir / "model_index.json", R"({"unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"]})");
+  write_text(dir / "vae/config.json", R"({"block_out_channels": [128, 256, 512, 512]})");
+  write_text(dir / "unet/config.json", R"({"sample_size": 64})");
+  EXPECT_EQ(DiffusersFolder(dir.string()).native_resolution(), 512);
+  write_text(dir / "unet/config.json", R"({"sample_size": [96, 96]})");
+  EXPECT_EQ(DiffusersFolder(dir.string()).native_resolution(), 768);
+  write_text(dir / "unet/config.json", R"({"sample_size": "big"})");
+  try {
+    DiffusersFolder(dir.string()).native_resolution();
+    FAIL() << "a string sample_size was accepted";
+  } catch (const InputError& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("unet/config.json"), std::string::npos) << what;
+    EXPECT_NE(what.find("sample_size"), std::string::npos) << what;
+    EXPECT_NE(what.find("--resolution"), std::string::npos) << what;
+  }
+  write_text(dir / "unet/config.json", R"({"sample_size": 64})");
+  write_text(dir / "vae/config.json", R"({"latent_channels": 4})");
+  EXPECT_THROW(DiffusersFolder(dir.string()).native_resolution(), InputError);
+}

@@ -77,6 +77,7 @@ RunOptions parse_run_options(const std::string& dtype, const std::string& device
     // Shapes repeat for a whole search, so cuDNN's autotuned convolutions pay off.
     at::globalContext().setBenchmarkCuDNN(true);
     select_attention_kernels();
+    apply_memory_fraction(options);
   } else {
     throw InputError("--device '" + device + "': expected cpu, cuda or cuda:<index>");
   }
@@ -109,6 +110,27 @@ int64_t peak_memory_bytes(const RunOptions& options) {
   struct rusage usage {};
   getrusage(RUSAGE_SELF, &usage);
   return static_cast<int64_t>(usage.ru_maxrss) * 1024;
+}
+
+void release_cached_memory(const RunOptions& options) {
+#ifdef DIFFSEARCH_WITH_CUDA
+  if (options.device.is_cuda()) c10::cuda::CUDACachingAllocator::emptyCache();
+#endif
+  (void)options;
+}
+
+void apply_memory_fraction(const RunOptions& options) {
+  const char* text = std::getenv("DIFFSEARCH_CUDA_MEMORY_FRACTION");
+  if (!text || !*text || !options.device.is_cuda()) return;
+  char* end = nullptr;
+  const double fraction = std::strtod(text, &end);
+  if (end == text || *end != '\0' || !(fraction > 0 && fraction <= 1)) {
+    throw InputError(std::string("DIFFSEARCH_CUDA_MEMORY_FRACTION=\"") + text +
+                     "\": expected a number in (0, 1], the share of the GPU's memory this process may use");
+  }
+#ifdef DIFFSEARCH_WITH_CUDA
+  c10::cuda::CUDACachingAllocator::setMemoryFraction(fraction, options.device.index());
+#endif
 }
 
 std::string device_name(const RunOptions& options) {

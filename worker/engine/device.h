@@ -21,6 +21,9 @@ void reset_peak_memory(const RunOptions& options);
 // CUDA: peak bytes allocated since the reset; CPU: the process's peak
 // resident set size.
 int64_t peak_memory_bytes(const RunOptions& options);
+// Returns the caching allocator's unused blocks to CUDA (after an
+// out-of-memory error); nothing on the CPU.
+void release_cached_memory(const RunOptions& options);
 // "NVIDIA H200", or "cpu".
 std::string device_name(const RunOptions& options);
 
@@ -28,6 +31,12 @@ std::string device_name(const RunOptions& options);
 // empty or 1; anything else is an InputError naming the variable and what
 // each value means ("expected 1 (when_on) or 0 (when_off)").
 bool env_switch_on(const char* name, const std::string& when_on, const std::string& when_off);
+
+// DIFFSEARCH_CUDA_MEMORY_FRACTION=F (0 < F <= 1): this process may allocate
+// at most F of the GPU's memory, as if the card were smaller (to check what
+// runs when a batch does not fit). Applied by parse_run_options on CUDA;
+// anything else is an InputError naming the variable.
+void apply_memory_fraction(const RunOptions& options);
 
 // Whether SampleRunner may capture whole samples as CUDA graphs: on a CUDA
 // device with PyTorch's CUDA libtorch, unless DIFFSEARCH_CUDA_GRAPHS=0

@@ -49,6 +49,11 @@ SampleRunner::~SampleRunner() {
   if (!graphs_.empty()) device_synchronize(pipeline_.options());
 }
 
+void SampleRunner::drop_graphs() {
+  if (!graphs_.empty()) device_synchronize(pipeline_.options());  // as in the destructor
+  graphs_.clear();
+}
+
 SampleOutput SampleRunner::run_eager(const SampleRequest& request,
                                      const std::vector<AccelSpec>& specs,
                                      uint64_t accel_seed) const {

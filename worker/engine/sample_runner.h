@@ -48,6 +48,9 @@ class SampleRunner {
 
   bool uses_graphs() const { return use_graphs_; }
   std::size_t graphs_held() const { return graphs_.size(); }
+  // Frees every captured sample's memory (after an out-of-memory error, so a
+  // smaller batch has the room).
+  void drop_graphs();
 
  private:
   struct Graph;
