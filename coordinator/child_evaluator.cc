@@ -193,7 +193,7 @@ nlohmann::json record_to_json(const worker::EvaluationRecord& r) {
   return {{"base", run_to_json(r.base)}, {"acc", run_to_json(r.acc)}, {"speedup", r.speedup},
           {"speedup_macs", r.speedup_macs}, {"score_loss", r.score_loss}, {"psnr", r.psnr}, {"ssim", r.ssim},
           {"psnr_mean", r.psnr_mean}, {"ssim_mean", r.ssim_mean}, {"device_name", r.device_name},
-          {"simulated_seconds", r.simulated_seconds}};
+          {"simulated_seconds", r.simulated_seconds}, {"batch_size", r.batch_size}};
 }
 
 worker::EvaluationRecord record_from_json(const nlohmann::json& j) {
@@ -209,6 +209,7 @@ worker::EvaluationRecord record_from_json(const nlohmann::json& j) {
   r.ssim_mean = j.at("ssim_mean").get<double>();
   r.device_name = j.at("device_name").get<std::string>();
   r.simulated_seconds = j.at("simulated_seconds").get<double>();
+  r.batch_size = j.at("batch_size").get<int>();
   return r;
 }
 
