@@ -76,12 +76,16 @@ int run_status(const StatusArgs& a) {
     ++failed_units;
     ++units_by_kind[last_kind[unit]];
   }
+  // The loss the search raced (clip unless the configuration says).
+  const auto& quality_field = contents.config.contains("quality") ? contents.config["quality"] : nlohmann::json();
+  const std::string quality = quality_field.is_string() ? quality_field.get<std::string>() : std::string("clip");
   if (a.json) {
     nlohmann::json j = {{"rows", contents.rows.size()}, {"units_ok", ok_units.size()},
                         {"units_failed", failed_units}, {"units_total", total}, {"runs", contents.runs.size()},
                         {"strategy", strategy}, {"gpu_seconds", gpu_seconds},
                         {"gpu_seconds_exhaustive", exhaustive}, {"spaces_done", spaces_done}, {"spaces", spaces},
-                        {"failed_attempts_by_kind", attempts_by_kind}, {"units_failed_by_kind", units_by_kind}};
+                        {"failed_attempts_by_kind", attempts_by_kind}, {"units_failed_by_kind", units_by_kind},
+                        {"quality", quality}};
     std::printf("%s\n", j.dump().c_str());
     return exit_code::ok;
   }
@@ -104,6 +108,7 @@ int run_status(const StatusArgs& a) {
   } else {
     std::printf("strategy: %s, %.4g GPU-seconds spent\n", strategy.c_str(), gpu_seconds);
   }
+  std::printf("quality: %s loss\n", quality.c_str());
   if (spaces.is_number() && spaces_done.is_number()) {
     std::printf("spaces: %lld/%lld answered as of the last run's end\n", spaces_done.get<long long>(),
                 spaces.get<long long>());

@@ -53,6 +53,9 @@ TEST_F(SearchEngineTest, RunsEachModelAtItsFolderSizeAndAnswersBySsim) {
     ASSERT_EQ(row.prompts.size(), 2u);
     EXPECT_GT(row.prompts[0].ssim, 0.0);
   }
+  const auto status = run_command(std::string(DIFFSEARCH_BIN) + " status " + path("r.h5") + " --json");
+  ASSERT_EQ(status.code, 0) << status.out;
+  EXPECT_EQ(nlohmann::json::parse(status.out).at("quality"), "ssim");
   const auto d = run_command(std::string(DIFFSEARCH_BIN) + " distill " + path("r.h5") + " --tasks " +
                              path("tasks.txt") + " -o " + path("p.json") + " 2>&1");
   ASSERT_EQ(d.code, 0) << d.out;
