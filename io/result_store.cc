@@ -89,7 +89,8 @@ EvaluationRow row_from_values(const Row& v) {
 
 // What readers of rows (distill, status, merge) rely on beyond the types:
 // the setting column is setting_key's JSON object text. Throws InputError
-// naming the field. (Empty: none recorded, as rows written by hand in tests.)
+// naming the field.
+// (Empty: none recorded, as rows written by hand in tests.)
 void check_row(const EvaluationRow& r) {
   if (r.setting.empty()) return;
   const auto setting = nlohmann::json::parse(r.setting, nullptr, false);

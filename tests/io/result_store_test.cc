@@ -454,9 +454,6 @@ TEST_F(ResultStoreTest, RefusesNonHdf5AndOtherToolsHdf5) {
   EXPECT_THROW(ResultStore::open(path_, config(), true), InputError);
 }
 
-TEST_F(ResultStoreTest, PandasAndH5pyReadTheFile) {
-  if (std::system("/usr/bin/python3 -c 'import h5py, pandas' 2>/dev/null") != 0) {
-    GTEST_SKIP() << "Debian's python3-h5py and python3-pandas are not installed";
 // Found by fuzz/results_fuzz.cc: damaged journal lines reached distill and
 // status as values they index without checking (a float where an integer
 // goes is undefined behaviour to convert; a non-object config or run record
@@ -535,6 +532,9 @@ TEST_F(ResultStoreTest, DamagedHdf5ConfigRunsAndSettingsNameTheField) {
   expect_refused(c, "/evaluations row 0: field \"setting\" of unit");
 }
 
+TEST_F(ResultStoreTest, PandasAndH5pyReadTheFile) {
+  if (std::system("/usr/bin/python3 -c 'import h5py, pandas' 2>/dev/null") != 0) {
+    GTEST_SKIP() << "Debian's python3-h5py and python3-pandas are not installed";
   }
   {
     auto store = ResultStore::open(path_, config(), false);
