@@ -14,6 +14,7 @@ packages=(
   libcli11-dev
   python3 python3-h5py python3-pandas python3-numpy
   slurm-wlm munge  # a real one-node Slurm for the Slurm tests (slurm/testing/)
+  chromium  # headless, opens `diffsearch report`'s HTML in its test (tests/cli/report_e2e_test.cc)
 )
 
 missing=()
