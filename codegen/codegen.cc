@@ -695,4 +695,6 @@ void write_result(const CodegenResult& result, const std::string& dir) {
   write_file(fs::path(dir) / "README.md", result.readme, false);
 }
 
+std::string search_options_text(const nlohmann::json& config) { return search_options_from_config(config); }
+
 }  // namespace diffsearch::codegen

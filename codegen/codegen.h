@@ -116,6 +116,10 @@ std::string render_script(const ScriptFacts& facts);
 std::string sample_command(const ScriptFacts& facts);
 // "DeepCache cache_branch_id=0, cache_interval=3 + ToMe ratio=0.5"; "none".
 std::string setting_text(const partition::Setting& setting);
+// The measuring options a search configuration (search_params.json's
+// _config) records, as `diffsearch search` flags with a leading space
+// (" --num-samples 2 --speed-measure macs ..."); "" when it records none.
+std::string search_options_text(const nlohmann::json& config);
 
 // The parameters a script passes to each package: the setting's, completed
 // with the defaults diffsearch's engine applied to the ones it lacks
