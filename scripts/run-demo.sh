@@ -2,8 +2,8 @@
 # Sets up, builds and runs the main job on the embedded default: a real
 # distributed search (mpirun -np 3, CPU, the frontier strategy) over the DDIM
 # 20-step slice of the category-4 grid on the tiny models, what it saved
-# against an exhaustive search, then distill, a table of answers, and a
-# diffusers script per answered task (codegen).
+# against an exhaustive search, then distill, a table of answers, a
+# diffusers script per answered task (codegen) and the HTML report.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -47,3 +47,6 @@ echo "wrote $(ls "$work/code" | grep -c '\.py$') scripts (table: $work/code/READ
 if [ "$code_rc" -eq 1 ]; then
   echo "$(grep -m1 '^error: ' "$work/codegen.log" | sed 's/^error: //; s/:$//') (why: $work/codegen.log)"
 fi
+echo
+echo "== report -> $work/report.html (one self-contained page: planes, fronts, answers, timeline; open it in a browser)"
+$bin report "$work/results.h5" --tasks "$work/tasks.txt" -o "$work/report.html"
