@@ -388,7 +388,7 @@ bool parse_double(const std::string& text, double& out) {
 
 }  // namespace
 
-SyntheticEvaluator::SyntheticEvaluator(const std::string& options) {
+SyntheticEvaluator::SyntheticEvaluator(const std::string& options, int rank) : rank_(rank) {
   for (const auto& option : split_evaluator_options(options)) {
     const std::string& item = option.item;
     const std::string& key = option.key;
@@ -414,11 +414,22 @@ SyntheticEvaluator::SyntheticEvaluator(const std::string& options) {
     } else if (key == "sleep_ms") {
       ok = parse_double(value, d) && d >= 0 && d <= 600000;
       if (ok) sleep_ms_ = static_cast<int>(d);
+    } else if (key == "time_scale") {
+      ok = parse_double(value, d) && d >= 0 && d <= 1;
+      if (ok) time_scale_ = d;
+    } else if (key == "slow_rank") {
+      ok = !value.empty() && value.size() < 6 && value.find_first_not_of("0123456789") == std::string::npos;
+      if (ok) slow_rank_ = std::stoi(value);
+    } else if (key == "slow_ms") {
+      ok = parse_double(value, d) && d >= 0 && d <= 600000;
+      if (ok) slow_ms_ = static_cast<int>(d);
     }
     if (!ok) {
       throw InputError("--evaluator synthetic:" + options + ": bad option \"" + item +
                        "\" (expected seed=S (a whole number, default 0), noise=X (>= 0, default 1), "
-                       "bumps=Y (>= 0, default 0), jitter=J (0 to 0.1, default 0.005), sleep_ms=MS (wall time per unit, default 0))");
+                       "bumps=Y (>= 0, default 0), jitter=J (0 to 0.1, default 0.005), sleep_ms=MS (wall time per unit, default 0), "
+                       "time_scale=T (0 to 1: also sleep T times the unit's simulated seconds), slow_rank=R and "
+                       "slow_ms=MS (rank R sleeps MS more per unit))");
     }
   }
 }
@@ -526,6 +537,9 @@ worker::EvaluationRecord SyntheticEvaluator::evaluate(const worker::MeasurementU
   r.psnr_mean = n ? psnr / static_cast<double>(n) : 0;
   r.ssim_mean = n ? ssim / static_cast<double>(n) : 0;
   r.simulated_seconds = static_cast<double>(n) * (accelerated ? acc_s : base_s);
+  double sleep_s = time_scale_ * r.simulated_seconds;
+  if (slow_rank_ >= 0 && rank_ == slow_rank_) sleep_s += slow_ms_ / 1000.0;
+  if (sleep_s > 0) std::this_thread::sleep_for(std::chrono::duration<double>(sleep_s));
   return r;
 }
 

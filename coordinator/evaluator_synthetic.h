@@ -35,10 +35,17 @@ constexpr double kSyntheticFixedSteps = 1.5;
 //           (default 0: loss grows monotonically with every declared axis);
 //   jitter  relative per-image timing noise (default 0.005);
 //   sleep_ms  real milliseconds each evaluation takes (default 0), for
-//           tests that interrupt a search (the simulated seconds ignore it).
+//           tests that interrupt a search (the simulated seconds ignore it);
+//   time_scale  also sleep this share of the unit's simulated seconds (0 to
+//           1, default 0): real times that vary as a GPU's would (a round of
+//           2 prompts is shorter than one of 8, a baseline longer than a
+//           setting), for tests of how busy the workers stay;
+//   slow_rank, slow_ms  the evaluator on that rank sleeps slow_ms more per
+//           unit (a slow or throttled GPU; the answers do not change).
+// `rank` is the worker's MPI rank (only slow_rank reads it).
 class SyntheticEvaluator : public worker::Evaluator {
  public:
-  explicit SyntheticEvaluator(const std::string& options = "");
+  explicit SyntheticEvaluator(const std::string& options = "", int rank = -1);
   worker::EvaluationRecord evaluate(const worker::MeasurementUnit& unit) override;
   std::string gpu_name(const std::string& device) override { return "synthetic"; }
   // The unit's simulated GPU-seconds (the same number evaluate() puts in
@@ -52,6 +59,10 @@ class SyntheticEvaluator : public worker::Evaluator {
   double bumps_ = 0.0;
   double jitter_ = 0.005;
   int sleep_ms_ = 0;
+  double time_scale_ = 0;
+  int slow_rank_ = -1;
+  int slow_ms_ = 0;
+  int rank_ = -1;
 };
 
 }  // namespace diffsearch::coordinator

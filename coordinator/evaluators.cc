@@ -190,7 +190,7 @@ std::unique_ptr<worker::Evaluator> make_evaluator(const std::string& spec, int r
   const std::string options = spec.size() > kind.size() ? spec.substr(kind.size() + 1) : "";
   if (kind == "null") return std::make_unique<NullEvaluator>();
   if (kind == "fake") return std::make_unique<FakeEvaluator>(options, rank);
-  if (kind == "synthetic") return std::make_unique<SyntheticEvaluator>(options);
+  if (kind == "synthetic") return std::make_unique<SyntheticEvaluator>(options, rank);
   if (kind == "replay") return std::make_unique<ReplayEvaluator>(options);
   if (kind == "engine") {
     if (!engine_factory()) {
