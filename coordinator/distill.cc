@@ -132,7 +132,19 @@ nlohmann::json distill(const io::ResultsContents& contents, const std::vector<pa
                        std::optional<Quality> quality_override) {
   const auto& config = contents.config;
   const bool macs = config.value("speed_measure", std::string("wall")) == "macs";
-  SearchOptions options = options_from_config(config, tasks);
+  // What the file's configuration implies: a damaged one is the file's
+  // fault, so the error names it (the messages name the field).
+  const std::string source = contents.path.empty() ? std::string("the results file") : contents.path;
+  SearchOptions options;
+  SearchPlan search_plan;
+  try {
+    options = options_from_config(config, tasks);
+    if (options.strategy == "frontier") options.frontier.validate(options.samples);
+    search_plan = make_search_plan(options);
+  } catch (const InputError& e) {
+    throw InputError(source + ": its search configuration (\"config\") is damaged: " + e.what() +
+                     " (the file was changed or written by another tool; search again)");
+  }
   const Quality searched_by = options.quality;
   const Quality quality = quality_override.value_or(searched_by);
   for (const auto& run : contents.runs) {
@@ -142,7 +154,6 @@ nlohmann::json distill(const io::ResultsContents& contents, const std::vector<pa
     }
   }
   const bool frontier = options.strategy == "frontier";
-  const SearchPlan search_plan = make_search_plan(options);
   const partition::Plan& plan = search_plan.plan;
   const auto& rows = contents.rows;
   // Which spaces the frontier strategy finished: it replays over the rows.

@@ -426,8 +426,10 @@ std::vector<std::string> config_differences(const nlohmann::json& a, const nlohm
 
 ResultsContents read_results(const std::string& path) {
   const std::string journal_path = path + ".journal";
-  if (file_exists(journal_path)) return contents_from_journal(read_journal(journal_path));
-  return read_h5(path);
+  ResultsContents contents =
+      file_exists(journal_path) ? contents_from_journal(read_journal(journal_path)) : read_h5(path);
+  contents.path = path;
+  return contents;
 }
 
 void write_results_h5(const std::string& path, const ResultsContents& contents) {

@@ -93,6 +93,7 @@ struct ResultsContents {
   std::vector<nlohmann::json> runs;       // {"run_id": ..., "attributes": {...}}
   std::vector<EvaluationRow> rows;        // in row order
   bool from_journal = false;
+  std::string path;  // the file read (read_results), for messages about its contents
 };
 
 // Reads a results file: the journal when it exists (it is never behind the

@@ -14,6 +14,7 @@
 #include "coordinator/distill.h"
 #include "coordinator/quality.h"
 #include "coordinator/search.h"
+#include "io/error.h"
 #include "io/result_store.h"
 #include "partition/task.h"
 
@@ -134,6 +135,27 @@ TEST_F(DistillQualityTest, ClipSearchesRecordNoQualitySoEarlierFilesStillResume)
   auto bad = config;
   bad["quality"] = "lpips";
   EXPECT_THROW(options_from_config(bad, options_.tasks), InputError);
+}
+
+// Found by fuzz/results_fuzz.cc: a results file whose recorded frontier
+// knobs are impossible (prompt counts that do not increase) made distill
+// throw the command line's message, naming neither the file nor the field.
+TEST_F(DistillQualityTest, ADamagedConfigurationNamesTheFileAndTheField) {
+  options_.strategy = "frontier";
+  options_.frontier.race_prompts = {2, 4};
+  options_.out = out("frontier.h5");
+  ASSERT_EQ(run_search_local(options_), 0);
+  auto contents = io::read_results(options_.out);
+  EXPECT_EQ(contents.path, options_.out);
+  contents.config["frontier"]["race_prompts"] = {4, 8, 16, 4};
+  try {
+    distill(contents, options_.tasks);
+    FAIL() << "a decreasing prompt schedule was accepted";
+  } catch (const InputError& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find(options_.out), std::string::npos) << what;
+    EXPECT_NE(what.find("race-prompts"), std::string::npos) << what;
+  }
 }
 
 }  // namespace
