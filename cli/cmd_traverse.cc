@@ -217,10 +217,16 @@ int finish(const TraverseArgs& a, const partition::Task& task, int search_code) 
     setting = codegen::setting_text(partition::setting_from_json(answer.value("params", nlohmann::json::object()), a.params));
   } catch (const InputError&) {
   }
-  char numbers[200];
-  std::snprintf(numbers, sizeof numbers, "speedup %.2fx (%s), CLIP score loss %.4f (bound %s)", number(answer, "speedup"),
-                macs ? "MAC ratio" : "wall clock", number(answer, "score_loss"),
-                partition::format_number(task.max_score_loss).c_str());
+  // The bound applies to the search's quality measure (--quality); CLIP's too when another.
+  const std::string quality = answers.contains("_quality") && answers["_quality"].is_string()
+                                  ? answers["_quality"].get<std::string>()
+                                  : "clip";
+  const double loss = answer.contains("loss") ? number(answer, "loss") : number(answer, "score_loss");
+  char numbers[300];
+  std::snprintf(numbers, sizeof numbers, "speedup %.2fx (%s), %s loss %.4f (bound %s)%s", number(answer, "speedup"),
+                macs ? "MAC ratio" : "wall clock", quality == "clip" ? "CLIP score" : quality == "ssim" ? "SSIM" : "PSNR",
+                loss, partition::format_number(task.max_score_loss).c_str(),
+                quality == "clip" ? "" : (", CLIP score loss " + std::to_string(number(answer, "score_loss"))).c_str());
   std::printf("%s: %s\n", key.c_str(), status.c_str());
   if (status == "ok" || status == "infeasible") {
     std::printf("  %s%s\n  %s\n  params: %s\n", status == "infeasible" ? "no setting meets the goal; the nearest: " : "",

@@ -63,7 +63,13 @@ std::string methods_color(const std::string& methods) {
   return it == colors.end() ? "#e377c2" : it->second;
 }
 
-std::string plane_svg(const SpaceView& space, const std::string& speed_measure) {
+std::string loss_name(const std::string& quality) {
+  if (quality == "ssim") return "SSIM loss (1 - SSIM)";
+  if (quality == "psnr") return "PSNR loss (MSE / 255^2)";
+  return "CLIP score loss";
+}
+
+std::string plane_svg(const SpaceView& space, const std::string& speed_measure, const std::string& quality) {
   constexpr double W = 520, H = 340, L = 58, R = 14, T = 32, B = 44;
   std::set<double> bounds, targets;
   for (const auto& t : space.tasks) {
@@ -116,7 +122,7 @@ std::string plane_svg(const SpaceView& space, const std::string& speed_measure) 
   o += "<text class=\"label\" x=\"" + num((L + W - R) / 2) + "\" y=\"" + num(H - 8) + "\" text-anchor=\"middle\">speedup (" +
        std::string(speed_measure == "macs" ? "MAC ratio" : "wall clock") + "), higher is faster</text>";
   o += "<text class=\"label\" transform=\"translate(14," + num((T + H - B) / 2) +
-       ") rotate(-90)\" text-anchor=\"middle\">CLIP score loss, lower is better</text>";
+       ") rotate(-90)\" text-anchor=\"middle\">" + loss_name(quality) + ", lower is better</text>";
   o += "</g>";
   // The loss bounds (the feasible band under the tightest one shaded) and the targets.
   if (!bounds.empty()) {
@@ -153,25 +159,40 @@ std::string plane_svg(const SpaceView& space, const std::string& speed_measure) 
     o += "<path class=\"front\" d=\"" + d + "\"><title>Pareto front: " + std::to_string(front.size()) +
          " settings</title></path>";
   }
-  // Points: partial ones first, so full ones draw over them.
-  for (int pass = 0; pass < 2; ++pass) {
-    for (const auto& p : space.points) {
-      if (p.full != (pass == 1)) continue;
-      const double x = sx(p.speedup);
-      std::string title = html_text(p.setting) + "&#10;speedup " + fixed(p.speedup, 3) + "x, loss " +
-                          fixed(p.loss, 4) + "&#10;" + std::to_string(p.prompts) + " prompts" +
-                          (p.full ? "" : " (a prefix: the race stopped it there)") + (p.on_front ? ", on the front" : "");
-      for (const auto& a : p.answers) title += "&#10;answers " + html_text(a);
-      for (const auto& a : p.nearest) title += "&#10;nearest point of " + html_text(a);
-      std::string cls = std::string("pt ") + (p.full ? (p.on_front ? "front" : "full") : "partial");
-      if (p.loss > cap || p.loss < -cap) {
-        const double y = p.loss > cap ? sy(y1) + 5 : sy(y0) - 5, dy = p.loss > cap ? 6 : -6;
-        o += "<path class=\"" + cls + " off\" d=\"M" + num(x) + "," + num(y - dy / 2) + "l4," + num(dy) + "h-8z\"><title>" +
-             title + " (off the chart)</title></path>";
-      } else {
-        o += "<circle class=\"" + cls + "\" cx=\"" + num(x) + "\" cy=\"" + num(sy(p.loss)) + "\" r=\"" +
-             (p.full ? "3.5" : "2.5") + "\"><title>" + title + "</title></circle>";
-      }
+  // Settings the race stopped on a prompt prefix: often most of a frontier
+  // search's, and never answers, so all of a space's are one path of dots
+  // (one per pixel; data-n counts the settings) under the full ones.
+  std::set<std::pair<long, long>> dots;
+  std::size_t partial = 0;
+  for (const auto& p : space.points) {
+    if (p.full) continue;
+    ++partial;
+    const double y = p.loss > cap ? sy(y1) + 5 : p.loss < -cap ? sy(y0) - 5 : sy(p.loss);
+    dots.insert({std::lround(sx(p.speedup)), std::lround(y)});
+  }
+  if (partial > 0) {
+    std::string d;
+    for (const auto& [x, y] : dots) d += "M" + std::to_string(x) + " " + std::to_string(y) + "h0";
+    o += "<path class=\"pt partial\" data-n=\"" + std::to_string(partial) + "\" d=\"" + d + "\"><title>" +
+         std::to_string(partial) + (partial == 1 ? " setting" : " settings") +
+         " measured on a prompt prefix only: the race stopped them there (their numbers are the prefix's)</title></path>";
+  }
+  // Settings measured on every prompt, each with its numbers on hover.
+  for (const auto& p : space.points) {
+    if (!p.full) continue;
+    const double x = sx(p.speedup);
+    std::string title = html_text(p.setting) + "&#10;speedup " + fixed(p.speedup, 3) + "x, loss " + fixed(p.loss, 4) +
+                        "&#10;" + std::to_string(p.prompts) + " prompts" + (p.on_front ? ", on the front" : "");
+    for (const auto& a : p.answers) title += "&#10;answers " + html_text(a);
+    for (const auto& a : p.nearest) title += "&#10;nearest point of " + html_text(a);
+    const std::string cls = std::string("pt ") + (p.on_front ? "front" : "full");
+    if (p.loss > cap || p.loss < -cap) {
+      const double y = p.loss > cap ? sy(y1) + 5 : sy(y0) - 5, dy = p.loss > cap ? 6 : -6;
+      o += "<path class=\"" + cls + " off\" d=\"M" + num(x) + "," + num(y - dy / 2) + "l4," + num(dy) + "h-8z\"><title>" +
+           title + " (off the chart)</title></path>";
+    } else {
+      o += "<circle class=\"" + cls + "\" cx=\"" + num(x) + "\" cy=\"" + num(sy(p.loss)) + "\" r=\"3.5\"><title>" +
+           title + "</title></circle>";
     }
   }
   // Answers: a green ring around each answering point, a dashed orange one

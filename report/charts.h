@@ -10,11 +10,15 @@
 
 namespace diffsearch::report {
 
-// One space's speed/quality plane: every measured setting (class "pt"; full
-// measurements filled, prompt prefixes hollow), the Pareto front of the full
+// One space's speed/quality plane: every measured setting (class "pt": a
+// circle per full measurement, one path of dots for all the prompt-prefix
+// ones, whose data-n counts them), the Pareto front of the full
 // ones, each task's answer ringed (class "ans"), the loss bounds and speedup
-// targets as dashed lines. `speed_measure` names the x axis.
-std::string plane_svg(const SpaceView& space, const std::string& speed_measure);
+// targets as dashed lines. `speed_measure` names the x axis, `quality` the y.
+std::string plane_svg(const SpaceView& space, const std::string& speed_measure, const std::string& quality = "clip");
+
+// What the loss of `quality` ("clip", "ssim", "psnr") is, for axes and notes.
+std::string loss_name(const std::string& quality);
 
 // Each worker's rows over time, one lane per worker, bars colored by method
 // combination (failed rows outlined in red).

@@ -112,7 +112,7 @@ std::vector<TemplateContext> space_cards(const ReportData& d) {
         .code("rows", count(s.rows))
         .code("failed", count(s.failed_rows))
         .code("seconds", seconds_text(s.gpu_seconds))
-        .code("svg", plane_svg(s, d.speed_measure))
+        .code("svg", plane_svg(s, d.speed_measure, d.quality))
         .flag("no_tasks", s.tasks.empty())
         .list("tasks", std::move(tasks));
     out.push_back(std::move(c));
@@ -245,6 +245,8 @@ std::string render_report(const ReportData& d) {
       .code("workers", count(d.workers.size()))
       .text("spent", spent)
       .text("strategy", d.strategy)
+      .text("loss_name", loss_name(d.quality))
+      .flag("clip", d.quality == "clip")
       .text("speed_measure", d.speed_measure == "macs" ? "MAC ratio (deterministic)" : "wall clock")
       .code("samples", std::to_string(d.samples))
       .text("time_range", d.time_end > d.time_start ? utc(d.time_start) + " to " + utc(d.time_end) + " (" +

@@ -8,6 +8,7 @@
 
 #include "codegen/codegen.h"
 #include "coordinator/distill.h"
+#include "coordinator/quality.h"
 #include "coordinator/search.h"
 #include "io/error.h"
 #include "partition/plan.h"
@@ -46,15 +47,16 @@ std::string anchor_of(const std::string& key) {
 }
 
 // A unit's ok rows joined over the prompts in order, as distill joins a
-// frontier race's rounds: the first ok row of each range, ranges continuing
-// the prefix from prompt 0.
+// frontier race's rounds (coordinator/distill.cc, full_fidelity): the first
+// ok row of each range, ranges continuing the prefix from prompt 0.
 struct Joined {
   bool any = false;
   double speedup = 0, loss = 0;
   int prompts = 0;
 };
 
-Joined join_rows(const std::vector<std::size_t>& ok, const std::vector<io::EvaluationRow>& rows, bool macs) {
+Joined join_rows(const std::vector<std::size_t>& ok, const std::vector<io::EvaluationRow>& rows, bool macs,
+                 coordinator::Quality quality) {
   std::map<int64_t, std::size_t> by_begin;
   for (std::size_t i : ok) by_begin.emplace(rows[i].prompt_begin, i);
   std::vector<std::size_t> used;
@@ -72,7 +74,7 @@ Joined join_rows(const std::vector<std::size_t>& ok, const std::vector<io::Evalu
   if (used.size() == 1) {
     const auto& r = rows[used[0]];
     j.speedup = macs ? r.speedup_macs : r.speedup;
-    j.loss = r.score_loss;
+    j.loss = coordinator::row_loss(quality, r);
     j.prompts = static_cast<int>(r.prompt_end - r.prompt_begin);
     return j;
   }
@@ -90,7 +92,19 @@ Joined join_rows(const std::vector<std::size_t>& ok, const std::vector<io::Evalu
   }
   j.prompts = static_cast<int>(n_all);
   j.speedup = macs ? (macs_acc > 0 ? macs_base / macs_acc : 1.0) : (time_acc > 0 ? time_base / time_acc : 1.0);
-  j.loss = clip_base > 0 ? (clip_base - clip_acc) / clip_base : 0.0;
+  j.loss = coordinator::quality_loss(clip_base / n_all, clip_acc / n_all);
+  if (quality != coordinator::Quality::Clip) {
+    // Other measures from the per-prompt scores, as distill joins them.
+    double base = 0, acc = 0;
+    for (std::size_t i : used) {
+      for (const auto& p : rows[i].prompts) {
+        const auto q = coordinator::quality_scores(quality, p);
+        base += q.base;
+        acc += q.acc;
+      }
+    }
+    j.loss = coordinator::quality_loss(base, acc);
+  }
   return j;
 }
 
@@ -125,6 +139,7 @@ ReportData gather_report(const io::ResultsContents& contents, const std::vector<
   const bool macs = d.speed_measure == "macs";
   const auto options = coordinator::options_from_config(contents.config, tasks);
   d.strategy = options.strategy;
+  d.quality = coordinator::quality_name(options.quality);
   d.samples = options.samples;
   d.runs = contents.runs;
   const auto& rows = contents.rows;
@@ -218,7 +233,7 @@ ReportData gather_report(const io::ResultsContents& contents, const std::vector<
   // Points: every unit with an ok row, in unit key order.
   std::map<std::string, std::pair<std::size_t, std::size_t>> point_of;  // unit key -> (space, point)
   for (const auto& [unit, ok] : ok_rows) {
-    const Joined j = join_rows(ok, rows, macs);
+    const Joined j = join_rows(ok, rows, macs, options.quality);
     if (!std::isfinite(j.speedup) || !std::isfinite(j.loss)) continue;
     auto& sv = d.spaces[unit_space[unit]];
     PlanePoint p;

@@ -26,7 +26,7 @@ struct PlanePoint {
   std::string unit_key;
   std::string setting;  // "DeepCache cache_branch_id=0, cache_interval=3"
   double speedup = 0;   // by the search's speed measure (wall or MACs)
-  double loss = 0;      // CLIP score loss
+  double loss = 0;      // by the search's quality measure (CLIP score loss unless --quality)
   int prompts = 0;      // prompts measured
   bool full = false;
   bool on_front = false;             // on the Pareto front of the full points
@@ -106,6 +106,7 @@ struct ReportData {
   nlohmann::json config;
   std::string speed_measure;  // "wall" or "macs"
   std::string strategy;       // "frontier" or "exhaustive"
+  std::string quality;        // "clip", "ssim" or "psnr": the loss the answers are chosen by
   int samples = 0;
   std::vector<SpaceView> spaces;  // plan order, then spaces only the rows name
   std::vector<AnswerView> answers;  // task order

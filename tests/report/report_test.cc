@@ -58,8 +58,8 @@ SpaceView space_with_points() {
 
 TEST(ReportCharts, PlaneDrawsEveryPointTheFrontAnswersBoundAndTargets) {
   const auto svg = plane_svg(space_with_points(), "macs");
-  EXPECT_EQ(occurrences(svg, "class=\"pt "), 5u) << svg;
-  EXPECT_EQ(occurrences(svg, "class=\"pt partial\""), 1u);
+  EXPECT_EQ(occurrences(svg, "<circle class=\"pt "), 3u) << svg;  // full measurements
+  EXPECT_EQ(occurrences(svg, "class=\"pt partial\" data-n=\"1\""), 1u);  // the prefix one, in the dots' path
   EXPECT_EQ(occurrences(svg, "class=\"pt front off\""), 1u);  // loss 0.9: a triangle on the edge
   EXPECT_EQ(occurrences(svg, "class=\"ans\""), 1u);
   EXPECT_EQ(occurrences(svg, "class=\"ans nearest\""), 1u);
@@ -159,7 +159,7 @@ TEST(ReportPage, EscapesEverythingFromTheFileAndFetchesNothing) {
   EXPECT_NE(html.find("Content-Security-Policy\" content=\"default-src 'none'"), std::string::npos);
   // Every answer a row, every point drawn, the timeline and the failure there.
   EXPECT_EQ(occurrences(html, "<tr class=\"answer\""), 2u);
-  EXPECT_EQ(occurrences(html, "class=\"pt "), 5u);
+  EXPECT_EQ(occurrences(html, "class=\"pt "), 5u);  // 4 full, one path of 1 prefix-only
   EXPECT_EQ(occurrences(html, "<rect class=\"seg"), 2u);
   EXPECT_EQ(occurrences(html, "<rect class=\"seg failed\""), 1u);
   EXPECT_NE(html.find("Traceback line two"), std::string::npos);
