@@ -131,7 +131,6 @@ std::optional<Candidate> nearest_on_front(const std::vector<Candidate>& c, F sho
 nlohmann::json distill(const io::ResultsContents& contents, const std::vector<partition::Task>& tasks,
                        std::optional<Quality> quality_override) {
   const auto& config = contents.config;
-  const bool macs = config.value("speed_measure", std::string("wall")) == "macs";
   // What the file's configuration implies: a damaged one is the file's
   // fault, so the error names it (the messages name the field).
   const std::string source = contents.path.empty() ? std::string("the results file") : contents.path;
@@ -144,7 +143,13 @@ nlohmann::json distill(const io::ResultsContents& contents, const std::vector<pa
   } catch (const InputError& e) {
     throw InputError(source + ": its search configuration (\"config\") is damaged: " + e.what() +
                      " (the file was changed or written by another tool; search again)");
+  } catch (const nlohmann::json::exception& e) {
+    // A field of another type (a number where "strategy" or "speed_measure"
+    // is a name, a string among the frontier's knobs).
+    throw InputError(source + ": its search configuration (\"config\") has a field of the wrong type (" + e.what() +
+                     "); the file was changed or written by another tool; search again");
   }
+  const bool macs = options.speed_measure == "macs";
   const Quality searched_by = options.quality;
   const Quality quality = quality_override.value_or(searched_by);
   for (const auto& run : contents.runs) {

@@ -156,6 +156,14 @@ TEST_F(DistillQualityTest, ADamagedConfigurationNamesTheFileAndTheField) {
     EXPECT_NE(what.find(options_.out), std::string::npos) << what;
     EXPECT_NE(what.find("race-prompts"), std::string::npos) << what;
   }
+  contents.config["frontier"]["race_prompts"] = {2, 4};
+  contents.config["speed_measure"] = 5;  // a number where a name goes
+  try {
+    distill(contents, options_.tasks);
+    FAIL() << "a numeric speed_measure was accepted";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find(options_.out), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace
