@@ -35,6 +35,21 @@ fi
 bin="$build/diffsearch"
 bench="$build/bench/bench_engine"
 
+# Joins the JSON files that runs left (a run cut at SEGMENT_S leaves none or
+# a partial one, skipped) into one list: join_json OUT FILE...
+join_json() {
+  python3 - "$@" <<'PY'
+import json, sys
+runs = []
+for p in sys.argv[2:]:
+    try:
+        runs.append(json.load(open(p)))
+    except (OSError, ValueError):
+        pass
+json.dump(runs, open(sys.argv[1], "w"), indent=1)
+PY
+}
+
 variants=(--variant "deepcache_i3=deepcache:cache_interval=3,cache_branch_id=0"
   --variant "deepcache_i5=deepcache:cache_interval=5,cache_branch_id=0"
   --variant "tome_0.5=tome:ratio=0.5"
@@ -59,16 +74,7 @@ for kind in ${BREAKDOWN_MODELS:-}; do
   timeout "${SEGMENT_S:-300}" "$bench" --model "/tmp/$kind-full" --steps 50 --batch 8 --rounds 1 --breakdown \
     --json "/tmp/breakdown-$kind.json" 2>&1 | tee -a "$out/engine-breakdown.txt" | tail -3
 done
-python3 - "$out/engine.json" /tmp/engine-*.json /tmp/breakdown-*.json <<'PY'
-import glob, json, sys
-runs = []
-for p in sys.argv[2:]:
-    try:
-        runs.append(json.load(open(p)))
-    except (OSError, ValueError):
-        pass
-json.dump(runs, open(sys.argv[1], "w"), indent=1)
-PY
+join_json "$out/engine.json" /tmp/engine-*.json /tmp/breakdown-*.json
 
 if [ -n "${DIFFUSERS_RUNS:-}" ]; then
   # shellcheck disable=SC1091
@@ -82,16 +88,7 @@ if [ -n "${DIFFUSERS_RUNS:-}" ]; then
       --kind "$kind" --batch "$b" --steps 50 --rounds "${ROUNDS:-3}" "${vs[@]}" \
       --json "/tmp/diffusers-$kind-b$b.json" 2>&1 | tee -a "$out/diffusers.txt" | tail -8
   done
-  python3 - "$out/diffusers.json" /tmp/diffusers-*.json <<'PY'
-import json, sys
-runs = []
-for p in sys.argv[2:]:
-    try:
-        runs.append(json.load(open(p)))
-    except (OSError, ValueError):
-        pass
-json.dump(runs, open(sys.argv[1], "w"), indent=1)
-PY
+  join_json "$out/diffusers.json" /tmp/diffusers-*.json
 fi
 
 if [ "${FIT:-0}" = 1 ]; then
