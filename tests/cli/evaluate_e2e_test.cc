@@ -43,6 +43,18 @@ TEST(EvaluateCli, PrintsTheRecordAsJson) {
   EXPECT_TRUE(j.contains("ssim_mean"));
 }
 
+TEST(EvaluateCli, ReportsTheLossByTheQualityAskedFor) {
+  Result r = run(kBase + "--accel deepcache:cache_interval=2 --quality ssim --json --log-level warn");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto j = nlohmann::json::parse(r.out.substr(r.out.find('{')));
+  EXPECT_EQ(j["quality"], "ssim");
+  EXPECT_NEAR(j["loss"].get<double>(), 1.0 - j["ssim_mean"].get<double>(), 1e-12);
+  EXPECT_EQ(j["batch_size"], 2);  // the CPU holds it: the batch asked for
+  r = run(kBase + "--quality lpips");
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("--quality \"lpips\""), std::string::npos) << r.out;
+}
+
 TEST(EvaluateCli, BadSpecsAndFoldersExitTwoWithOneLine) {
   for (const std::string& bad : {std::string("--accel tome:ratio=1.0"), std::string("--accel warp:speed=9"),
                                  std::string("--accel deepcache:cache_interval=0"),
