@@ -9,6 +9,7 @@
 #include <fstream>
 
 #include "io/error.h"
+#include "io/utf8.h"
 
 namespace diffsearch::io {
 namespace {
@@ -174,6 +175,12 @@ std::vector<std::string> H5File::list_group(const std::string& group_path) const
         return 0;
       },
       &names, H5P_DEFAULT);
+  for (const auto& name : names) {
+    if (!is_utf8(name)) {
+      throw InputError(path_ + ": group " + group_path + " holds an object whose name is not UTF-8 text; " +
+                       "diffsearch writes UTF-8 only, so the file is damaged or from another tool");
+    }
+  }
   return names;
 }
 
@@ -257,6 +264,13 @@ std::string H5File::string_attribute(const std::string& object_path, const std::
   }
   H5Tclose(file_type);
   H5Aclose(attr);
+  // Everything diffsearch writes is UTF-8; other bytes would escape later
+  // from a JSON dump of the text, far from the file that held them.
+  if (const std::size_t bad = invalid_utf8_at(out); bad != std::string::npos) {
+    throw InputError(path_ + ": attribute '" + name + "' on " + object_path + " is not UTF-8 text (byte " +
+                     std::to_string(bad + 1) + "); diffsearch writes UTF-8 only, so the file is damaged or " +
+                     "from another tool: rerun the search or merge that wrote it");
+  }
   return out;
 }
 
@@ -495,6 +509,7 @@ std::vector<Row> H5Table::read_all() const {
     fail(file_->path(), "cannot read table " + name_ + " (the file may be damaged)");
   }
   rows.reserve(n);
+  std::string not_utf8;  // the first cell that is not, thrown once the buffer is reclaimed
   for (hsize_t r = 0; r < n; ++r) {
     const unsigned char* base = buffer.data() + r * row_bytes_;
     Row row;
@@ -522,6 +537,11 @@ std::vector<Row> H5Table::read_all() const {
           const char* s;
           std::memcpy(&s, p, sizeof(char*));
           row.emplace_back(std::string(s ? s : ""));
+          const auto& text = std::get<std::string>(row.back());
+          if (const std::size_t bad = invalid_utf8_at(text); bad != std::string::npos && not_utf8.empty()) {
+            not_utf8 = "row " + std::to_string(r) + ", column '" + schema_[c].name + "' (byte " +
+                       std::to_string(bad + 1) + ")";
+          }
           break;
         }
       }
@@ -530,6 +550,11 @@ std::vector<Row> H5Table::read_all() const {
   }
   H5Dvlen_reclaim(memory_type_, space, H5P_DEFAULT, buffer.data());
   H5Sclose(space);
+  if (!not_utf8.empty()) {
+    throw InputError(file_->path() + ": table '" + name_ + "', " + not_utf8 +
+                     ", is not UTF-8 text; diffsearch writes UTF-8 only, so the file is damaged or from " +
+                     "another tool: rerun the search or merge that wrote it");
+  }
   return rows;
 }
 

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "io/error.h"
+#include "io/utf8.h"
 
 namespace fs = std::filesystem;
 
@@ -37,38 +38,6 @@ std::string trim(std::string s) {
   std::size_t start = 0;
   while (start < s.size() && is_space(s[start])) ++start;
   return s.substr(start);
-}
-
-// Byte offset of the first invalid UTF-8 sequence, or npos.
-std::size_t invalid_utf8_at(const std::string& s) {
-  std::size_t i = 0;
-  while (i < s.size()) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    int extra;
-    uint32_t min;
-    if (c < 0x80) {
-      ++i;
-      continue;
-    } else if ((c & 0xE0) == 0xC0) {
-      extra = 1, min = 0x80;
-    } else if ((c & 0xF0) == 0xE0) {
-      extra = 2, min = 0x800;
-    } else if ((c & 0xF8) == 0xF0) {
-      extra = 3, min = 0x10000;
-    } else {
-      return i;
-    }
-    if (i + extra >= s.size()) return i;  // truncated sequence
-    uint32_t cp = c & (0x3F >> extra);
-    for (int k = 1; k <= extra; ++k) {
-      const auto cc = static_cast<unsigned char>(s[i + k]);
-      if ((cc & 0xC0) != 0x80) return i;
-      cp = (cp << 6) | (cc & 0x3F);
-    }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return i;
-    i += extra + 1;
-  }
-  return std::string::npos;
 }
 
 std::string read_file(const std::string& path) {

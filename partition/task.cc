@@ -12,43 +12,11 @@
 #include <fstream>
 
 #include "io/error.h"
+#include "io/utf8.h"
 
 namespace diffsearch::partition {
 
 namespace {
-
-// Well-formed UTF-8 (no overlong forms, surrogates or code points past
-// U+10FFFF), which is what nlohmann::json requires to dump a string.
-bool valid_utf8(const std::string& s) {
-  std::size_t i = 0;
-  while (i < s.size()) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    std::size_t n;
-    std::uint32_t cp;
-    if (c < 0x80) {
-      ++i;
-      continue;
-    } else if ((c & 0xe0) == 0xc0) {
-      n = 1, cp = c & 0x1f;
-    } else if ((c & 0xf0) == 0xe0) {
-      n = 2, cp = c & 0x0f;
-    } else if ((c & 0xf8) == 0xf0) {
-      n = 3, cp = c & 0x07;
-    } else {
-      return false;
-    }
-    if (i + n >= s.size()) return false;  // truncated sequence
-    for (std::size_t k = 1; k <= n; ++k) {
-      const auto d = static_cast<unsigned char>(s[i + k]);
-      if ((d & 0xc0) != 0x80) return false;
-      cp = (cp << 6) | (d & 0x3f);
-    }
-    static const std::uint32_t min_for[] = {0, 0x80, 0x800, 0x10000};
-    if (cp < min_for[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return false;
-    i += n + 1;
-  }
-  return true;
-}
 
 std::string lower(const std::string& s) {
   std::string out = s;
@@ -850,7 +818,7 @@ class Parser {
       name.erase(0, 1);
     if (name.empty()) fail_expected("a GPU name such as \"NVIDIA H200\"");
     // Keys, JSON and the run record carry the name: text only.
-    if (!valid_utf8(name)) {
+    if (!io::is_utf8(name)) {
       throw InputError("GPU name " + quote(name) + " is not UTF-8 text: write it as CUDA reports it, as in \"NVIDIA H200\"");
     }
     for (unsigned char c : name) {

@@ -229,3 +229,38 @@ TEST(Hdf5Table, TablesOfOtherRanksAndArrayAttributesAreRefused) {
     EXPECT_NE(std::string(e.what()).find("attribute 'version' on / holds 4 values"), std::string::npos) << e.what();
   }
 }
+
+// Everything diffsearch writes is UTF-8; other bytes in a cell, an attribute
+// or a group's member name are refused where they are read, naming the place,
+// instead of escaping later from a JSON dump (fuzzing finding 9).
+TEST(Hdf5Table, TextThatIsNotUtf8IsRefusedNamingThePlace) {
+  const fs::path path = temp_path("not-utf8.h5");
+  const std::string bad = std::string("SD1") + static_cast<char>(0xCE) + "5";
+  {
+    H5File file = H5File::create(path.string());
+    H5Table::create(file, "/evaluations", kSchema);
+    H5Table table(file, "/evaluations", kSchema);
+    table.append({{std::string("fine"), int64_t{1}, 1.0}, {bad, int64_t{2}, 2.0}});
+    file.set_attribute("/", "model", bad);
+    file.create_group("/runs/" + bad);
+  }
+  H5File file = H5File::open(path.string(), false);
+  H5Table table(file, "/evaluations", kSchema);
+  try {
+    table.read_all();
+    FAIL() << "a cell that is not UTF-8 was read";
+  } catch (const InputError& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find(path.string() + ": table '/evaluations', row 1, column 'key' (byte 4)"), std::string::npos)
+        << what;
+    EXPECT_NE(what.find("not UTF-8"), std::string::npos) << what;
+  }
+  try {
+    file.string_attribute("/", "model");
+    FAIL() << "an attribute that is not UTF-8 was read";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("attribute 'model' on / is not UTF-8 text (byte 4)"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_THROW(file.list_group("/runs"), InputError);
+}
