@@ -49,11 +49,17 @@ int run_status(const StatusArgs& a) {
   long long total = -1;
   if (!contents.runs.empty()) {
     const auto& attrs = contents.runs.back()["attributes"];
-    if (attrs.contains("units_total") && attrs["units_total"].is_number()) total = attrs["units_total"].get<long long>();
+    if (attrs.contains("units_total") && attrs["units_total"].is_number_integer()) total = attrs["units_total"].get<long long>();
   }
   // What the strategy spent, and what exhaustive would have on the same
   // plan (rank 0 writes the estimate into the run record as a run ends).
-  const std::string strategy = contents.config.value("strategy", std::string("exhaustive"));
+  const auto& strategy_field = contents.config.contains("strategy") ? contents.config["strategy"] : nlohmann::json();
+  if (!strategy_field.is_null() && !strategy_field.is_string()) {
+    throw InputError(a.results + ": the recorded configuration's field 'strategy' is " +
+                     std::string(strategy_field.type_name()) +
+                     ", not a strategy's name (the file is damaged: rerun the search that wrote it)");
+  }
+  const std::string strategy = strategy_field.is_string() ? strategy_field.get<std::string>() : "exhaustive";
   double gpu_seconds = 0;
   for (const auto& r : contents.rows) {
     if (std::isfinite(r.gpu_seconds)) gpu_seconds += r.gpu_seconds;
@@ -64,7 +70,7 @@ int run_status(const StatusArgs& a) {
     if (attrs.contains("gpu_seconds_exhaustive") && attrs["gpu_seconds_exhaustive"].is_number()) {
       exhaustive = attrs["gpu_seconds_exhaustive"];
     }
-    if (attrs.contains("spaces") && attrs["spaces"].is_number()) {
+    if (attrs.contains("spaces") && attrs["spaces"].is_number_integer()) {
       spaces_done = attrs.value("spaces_done", nlohmann::json(nullptr));
       spaces = attrs["spaces"];
     }
@@ -109,7 +115,7 @@ int run_status(const StatusArgs& a) {
     std::printf("strategy: %s, %.4g GPU-seconds spent\n", strategy.c_str(), gpu_seconds);
   }
   std::printf("quality: %s loss\n", quality.c_str());
-  if (spaces.is_number() && spaces_done.is_number()) {
+  if (spaces.is_number_integer() && spaces_done.is_number_integer()) {
     std::printf("spaces: %lld/%lld answered as of the last run's end\n", spaces_done.get<long long>(),
                 spaces.get<long long>());
   }

@@ -128,18 +128,15 @@ std::optional<Candidate> nearest_on_front(const std::vector<Candidate>& c, F sho
 
 }  // namespace
 
-nlohmann::json distill(const io::ResultsContents& contents, const std::vector<partition::Task>& tasks,
-                       std::optional<Quality> quality_override) {
-  const auto& config = contents.config;
+RecordedSearch recorded_search(const io::ResultsContents& contents, const std::vector<partition::Task>& tasks) {
   // What the file's configuration implies: a damaged one is the file's
   // fault, so the error names it (the messages name the field).
   const std::string source = contents.path.empty() ? std::string("the results file") : contents.path;
-  SearchOptions options;
-  SearchPlan search_plan;
+  RecordedSearch recorded;
   try {
-    options = options_from_config(config, tasks);
-    if (options.strategy == "frontier") options.frontier.validate(options.samples);
-    search_plan = make_search_plan(options);
+    recorded.options = options_from_config(contents.config, tasks);
+    if (recorded.options.strategy == "frontier") recorded.options.frontier.validate(recorded.options.samples);
+    recorded.plan = make_search_plan(recorded.options);
   } catch (const InputError& e) {
     throw InputError(source + ": its search configuration (\"config\") is damaged: " + e.what() +
                      " (the file was changed or written by another tool; search again)");
@@ -149,6 +146,15 @@ nlohmann::json distill(const io::ResultsContents& contents, const std::vector<pa
     throw InputError(source + ": its search configuration (\"config\") has a field of the wrong type (" + e.what() +
                      "); the file was changed or written by another tool; search again");
   }
+  return recorded;
+}
+
+nlohmann::json distill(const io::ResultsContents& contents, const std::vector<partition::Task>& tasks,
+                       std::optional<Quality> quality_override) {
+  const auto& config = contents.config;
+  RecordedSearch recorded = recorded_search(contents, tasks);
+  SearchOptions& options = recorded.options;
+  const SearchPlan& search_plan = recorded.plan;
   const bool macs = options.speed_measure == "macs";
   const Quality searched_by = options.quality;
   const Quality quality = quality_override.value_or(searched_by);

@@ -10,10 +10,21 @@
 #include <nlohmann/json.hpp>
 
 #include "coordinator/quality.h"
+#include "coordinator/search.h"
 #include "io/result_store.h"
 #include "partition/task.h"
 
 namespace diffsearch::coordinator {
+
+// The options and plan a results file was searched with, rebuilt from its
+// recorded configuration for `tasks`. A damaged configuration (a field of
+// another type, impossible frontier knobs, a space that does not parse) is an
+// InputError naming the file (contents.path) and the field.
+struct RecordedSearch {
+  SearchOptions options;
+  SearchPlan plan;
+};
+RecordedSearch recorded_search(const io::ResultsContents& contents, const std::vector<partition::Task>& tasks);
 
 // {"<task key>": {"task", "status", "methods", "params", "speedup", "loss",
 // "score_loss", "clip_base", "clip_acc", "device", "rows", "units"}, ...,

@@ -135,9 +135,10 @@ ReportData gather_report(const io::ResultsContents& contents, const std::vector<
   ReportData d;
   d.results_path = results_path;
   d.config = contents.config;
-  d.speed_measure = contents.config.value("speed_measure", std::string("wall"));
+  const auto recorded = coordinator::recorded_search(contents, tasks);
+  const auto& options = recorded.options;
+  d.speed_measure = options.speed_measure;
   const bool macs = d.speed_measure == "macs";
-  const auto options = coordinator::options_from_config(contents.config, tasks);
   d.strategy = options.strategy;
   d.quality = coordinator::quality_name(options.quality);
   d.samples = options.samples;
@@ -147,7 +148,7 @@ ReportData gather_report(const io::ResultsContents& contents, const std::vector<
 
   // The spaces: the plan's (tasks' spaces, and the ones the frontier
   // strategy adds for combinations), then any other the rows name.
-  const auto search_plan = coordinator::make_search_plan(options);
+  const auto& search_plan = recorded.plan;
   const auto& plan = search_plan.plan;
   std::map<std::string, std::size_t> space_index;
   for (const auto& s : plan.spaces) {

@@ -403,6 +403,18 @@ TEST_F(SearchMpiTest, BadInputIsRefusedClearly) {
   EXPECT_NE(log_text().find("not a diffsearch results file"), std::string::npos) << log_text();
 
   ASSERT_EQ(run(search_args(path("r.h5"))), 0);
+  {
+    // A recorded configuration with a field of the wrong type: status names
+    // the file and the field instead of a JSON library's type error.
+    fs::copy_file(path("r.h5"), path("damaged.h5"));
+    auto f = diffsearch::io::H5File::open(path("damaged.h5"), true);
+    auto config = nlohmann::json::parse(f.string_attribute("/", "config"));
+    config["strategy"] = 5;
+    f.set_attribute("/", "config", config.dump());
+  }
+  EXPECT_EQ(run(bin + " status " + path("damaged.h5")), 2);
+  EXPECT_NE(log_text().find("damaged.h5: the recorded configuration's field 'strategy' is number"), std::string::npos)
+      << log_text();
   EXPECT_EQ(run(search_args(path("r.h5"))), 2) << "an existing file needs --resume";
   EXPECT_EQ(run(search_args(path("r.h5")) + " --resume --seed 3"), 2);
   EXPECT_NE(log_text().find("fields that differ: seed"), std::string::npos) << log_text();
