@@ -41,12 +41,25 @@ common=(--models /tmp/models.json --clip tests/data/fixtures/models/tiny-clip --
   --num-samples 8 --batch-size 8 --quality ssim --strategy exhaustive --progress-interval 60)
 t0=$(date +%s)
 for part in ${PARTS:-singles product}; do
+  tp=$(date +%s)
   space=()
   [ "$part" = product ] && space=(--space "$root/data/landscape/product-space.json")
   DIFFSEARCH_CUDA_GRAPHS=0 "$bin" search --tasks "/tmp/$part.txt" "${common[@]}" "${space[@]}" \
     --out "/tmp/$part.h5" --isolate off 2>&1 | tee "$out/$part.log" | grep -E "progress|search:|error" | tail -4
-  echo "$part: rc ${PIPESTATUS[0]} after $(( $(date +%s) - t0 )) s"
+  echo "$part: rc ${PIPESTATUS[0]} in $(( $(date +%s) - tp )) s ($(( $(date +%s) - t0 )) s in all)"
   "$bin" status "/tmp/$part.h5" | tee "$out/$part-status.txt" | head -12
   cp "/tmp/$part.h5" "$out/$part.h5"
 done
+if [ "${ISOLATION_CHECK:-0}" = 1 ]; then
+  # The cost of isolation on the GPU: the product part again, each worker's
+  # units in a child process (--isolate on, the CLI's default), against the
+  # run above without it. Same units, same card, same call.
+  t1=$(date +%s)
+  DIFFSEARCH_CUDA_GRAPHS=0 "$bin" search --tasks /tmp/product.txt "${common[@]}" \
+    --space "$root/data/landscape/product-space.json" --out /tmp/product-isolated.h5 --isolate on \
+    > "$out/product-isolated.log" 2>&1
+  echo "product isolated: rc $? after $(( $(date +%s) - t1 )) s"
+  "$bin" status /tmp/product-isolated.h5 --json > "$out/product-isolated-status.json"
+  "$bin" status /tmp/product.h5 --json > "$out/product-status.json"
+fi
 ls -la "$out"
