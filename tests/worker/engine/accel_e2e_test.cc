@@ -1,16 +1,8 @@
 // Whole runs with accelerations against the fixtures: every `accel.*` case of
 // the three tiny models (DeepCache, ToMe, T-GATE, DeepCache+ToMe; DDIM,
 // DPM-Solver++, UniPC), float64, as DeepCacheSDHelper, tomesd and T-GATE v2
-// computed them on diffusers.
-//
-// The fixtures were made one case after another on one pipeline, in the order
-// the JSON lists them, and T-GATE's loader patches every Attention of the UNet
-// for good: after a T-GATE run each cross-attention keeps returning the output
-// it kept at gate - 1 (the mean of the CFG halves), in every later run. So
-// each non-T-GATE case listed after a T-GATE case was computed with the
-// cross-attention outputs of the T-GATE case before it. The tests rebuild that
-// leftover state (a hook outside the policies, below) for exactly those cases;
-// the cases made before any T-GATE run are plain.
+// computed them on diffusers. Each case was computed on a freshly loaded
+// pipeline (tests/data/fixtures/README.md), so each runs here on its own.
 #include "worker/engine/accel.h"
 
 #include <sys/wait.h>
@@ -26,7 +18,6 @@
 #include "io/safetensors.h"
 #include "tests/worker/engine/pipeline_fixtures.h"
 #include "worker/engine/pipeline.h"
-#include "worker/engine/policy_tgate.h"
 
 namespace diffsearch::engine {
 namespace {
@@ -41,30 +32,6 @@ const Pipeline& pipeline(const std::string& model) {
   auto& p = cache[model];
   if (!p) p = Pipeline::load(model_dir(model), {c10::kDouble, c10::Device(c10::kCPU)});
   return *p;
-}
-
-// The case names in the order the JSON writes them (the order they were made).
-std::vector<std::string> case_order(const std::string& model) {
-  std::string text;
-  const std::string path = testing::fixtures_dir() + "/reference/" + model + ".json";
-  FILE* f = std::fopen(path.c_str(), "rb");
-  if (!f) throw std::runtime_error("cannot open " + path);
-  char buf[65536];
-  std::size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, n);
-  std::fclose(f);
-  // Python's json writes -Infinity (scheduler configs); the names are all we need.
-  for (const std::string token : {"-Infinity", "Infinity", "NaN"}) {
-    for (std::size_t pos = 0; (pos = text.find(": " + token, pos)) != std::string::npos;) {
-      text.replace(pos, token.size() + 2, ": null");
-    }
-  }
-  std::vector<std::string> out;
-  const auto parsed = nlohmann::ordered_json::parse(text);
-  for (const auto& [name, c] : parsed.at("cases").items()) {
-    out.push_back(name);
-  }
-  return out;
 }
 
 // The fixture's "accel" (one object, or a list for stacked methods) as specs.
@@ -83,13 +50,6 @@ std::vector<AccelSpec> fixture_specs(const nlohmann::json& accel) {
   return out;
 }
 
-bool is_tgate_case(const nlohmann::json& c) {
-  for (const auto& s : fixture_specs(c.at("accel"))) {
-    if (s.method == "tgate") return true;
-  }
-  return false;
-}
-
 SampleRequest fixture_request(const nlohmann::json& ref, const nlohmann::json& c) {
   SampleRequest r;
   r.prompts = {ref.at("prompt").get<std::string>()};
@@ -103,107 +63,9 @@ SampleRequest fixture_request(const nlohmann::json& ref, const nlohmann::json& c
   return r;
 }
 
-// What the T-GATE-patched Attention modules keep after a T-GATE run: each
-// cross-attention's kept output (the mean of the CFG halves at gate - 1),
-// recorded from the policy as the run goes.
-class TGateRecorder final : public UNetHooks, public StepPolicy {
- public:
-  explicit TGateRecorder(const TGateParams& params) : policy_(params) {}
-  void begin_run(const std::vector<int64_t>& t) override { policy_.begin_run(t); }
-  void plan_step(const StepInfo& s, StepPlan& p) override { policy_.plan_step(s, p); }
-  void end_step(const StepInfo& s, const at::Tensor& l) override { policy_.end_step(s, l); }
-  void begin_forward(const UNetForwardInfo& i) override { policy_.begin_forward(i); }
-  bool reuse_attention(const AttentionLocation& w, at::Tensor& out) override {
-    return policy_.reuse_attention(w, out);
-  }
-  void attention_computed(const AttentionLocation& w, const at::Tensor& out) override {
-    policy_.attention_computed(w, out);
-    if (w.kind != AttentionKind::cross) return;
-    if (const at::Tensor* kept = policy_.cached(w)) cross[key(w)] = *kept;
-  }
-  using Key = std::tuple<int, int, int, int, int>;
-  static Key key(const AttentionLocation& w) {
-    const UNetLocation& a = w.transformer.attention;
-    return {static_cast<int>(a.part), a.block, static_cast<int>(a.module), a.layer,
-            w.transformer.transformer};
-  }
-  std::map<Key, at::Tensor> cross;
-
- private:
-  TGatePolicy policy_;
-};
-
-const TGateRecorder& leftover_of(const std::string& model, const std::string& tgate_case) {
-  static std::map<std::pair<std::string, std::string>, std::unique_ptr<TGateRecorder>> done;
-  auto& slot = done[{model, tgate_case}];
-  if (!slot) {
-    const auto ref = reference_json(model);
-    const auto& c = ref.at("cases").at(tgate_case);
-    const AccelSpec spec = fixture_specs(c.at("accel")).at(0);
-    const nlohmann::json p = complete_accel_params(spec, pipeline(model).unet(), c.at("steps"));
-    TGateParams params;
-    params.gate_step = p.at("gate_step");
-    params.sp_interval = p.at("sp_interval");
-    params.fi_interval = p.at("fi_interval");
-    params.warm_up = p.at("warm_up");
-    slot = std::make_unique<TGateRecorder>(params);
-    SampleRequest r = fixture_request(ref, c);
-    r.unet_hooks = slot.get();
-    r.policies = {slot.get()};
-    pipeline(model).sample(r);
-  }
-  return *slot;
-}
-
-// The run's own hooks, with every cross-attention answered from the leftover
-// T-GATE caches (as the patched modules answered in the reference).
-class WithLeftover final : public UNetHooks {
- public:
-  WithLeftover(UNetHooks* inner, const TGateRecorder& leftover) : inner_(inner), leftover_(leftover) {}
-  void begin_forward(const UNetForwardInfo& info) override {
-    if (inner_) inner_->begin_forward(info);
-  }
-  bool reuse_layer(const UNetLocation& where, LayerOutput& out) override {
-    return inner_ && inner_->reuse_layer(where, out);
-  }
-  void layer_computed(const UNetLocation& where, const LayerOutput& out) override {
-    if (inner_) inner_->layer_computed(where, out);
-  }
-  void transformer_begin(const TransformerLocation& where, const at::Tensor& x, int64_t height,
-                         int64_t width) override {
-    if (inner_) inner_->transformer_begin(where, x, height, width);
-  }
-  at::Tensor merge_tokens(const TransformerLocation& where, TokenStage stage,
-                          const at::Tensor& x) override {
-    return inner_ ? inner_->merge_tokens(where, stage, x) : x;
-  }
-  at::Tensor unmerge_tokens(const TransformerLocation& where, TokenStage stage,
-                            const at::Tensor& x) override {
-    return inner_ ? inner_->unmerge_tokens(where, stage, x) : x;
-  }
-  bool reuse_attention(const AttentionLocation& where, at::Tensor& out) override {
-    if (inner_ && inner_->reuse_attention(where, out)) return true;
-    if (where.kind != AttentionKind::cross) return false;
-    const auto it = leftover_.cross.find(TGateRecorder::key(where));
-    if (it == leftover_.cross.end()) return false;
-    out = it->second;
-    ++answered;
-    return true;
-  }
-  void attention_computed(const AttentionLocation& where, const at::Tensor& out) override {
-    if (inner_) inner_->attention_computed(where, out);
-  }
-  int64_t answered = 0;
-
- private:
-  UNetHooks* inner_;
-  const TGateRecorder& leftover_;
-};
-
 struct AccelCase {
   std::string model;
   std::string name;
-  std::string after_tgate;  // the T-GATE case whose leftover this one ran with, or ""
 };
 
 void PrintTo(const AccelCase& c, std::ostream* os) { *os << c.model << " " << c.name; }
@@ -212,16 +74,8 @@ std::vector<AccelCase> all_accel_cases() {
   std::vector<AccelCase> out;
   for (const char* model : {"tiny-sd15", "tiny-sd21", "tiny-sdxl"}) {
     const auto ref = reference_json(model);
-    std::string last_tgate;
-    for (const std::string& name : case_order(model)) {
-      if (name.rfind("accel.", 0) != 0) continue;
-      const auto& c = ref.at("cases").at(name);
-      if (is_tgate_case(c)) {
-        out.push_back({model, name, ""});
-        last_tgate = name;
-      } else {
-        out.push_back({model, name, last_tgate});
-      }
+    for (const auto& [name, c] : ref.at("cases").items()) {
+      if (name.rfind("accel.", 0) == 0) out.push_back({model, name});
     }
   }
   return out;
@@ -239,20 +93,10 @@ TEST_P(AccelRun, Float64MatchesReference) {
   auto acc = Acceleration::create(fixture_specs(c.at("accel")), p.unet(), r.steps, r.seed);
   r.unet_hooks = acc->unet_hooks();
   r.policies = acc->step_policies();
-  std::unique_ptr<WithLeftover> leftover;
-  if (!ac.after_tgate.empty()) {
-    leftover = std::make_unique<WithLeftover>(r.unet_hooks, leftover_of(ac.model, ac.after_tgate));
-    r.unet_hooks = leftover.get();
-  }
 
   SampleResult result = p.sample(r);
   EXPECT_EQ(result.timesteps, c.at("timesteps").get<std::vector<int64_t>>());
-  EXPECT_LT(rel_err(result.latents, reference_tensor(ac.model, ac.name)), 1e-4)
-      << ac.model << " " << ac.name
-      << (ac.after_tgate.empty() ? "" : " (with the cross-attention left by " + ac.after_tgate + ")");
-  if (leftover) {
-    EXPECT_GT(leftover->answered, 0);
-  }
+  EXPECT_LT(rel_err(result.latents, reference_tensor(ac.model, ac.name)), 1e-4) << ac.model << " " << ac.name;
 }
 
 INSTANTIATE_TEST_SUITE_P(AllCases, AccelRun, ::testing::ValuesIn(all_accel_cases()),
@@ -263,27 +107,6 @@ INSTANTIATE_TEST_SUITE_P(AllCases, AccelRun, ::testing::ValuesIn(all_accel_cases
                            }
                            return n;
                          });
-
-// The leftover matters: without it the cases made after a T-GATE run are far
-// from the fixture, and the cases made before one match without it.
-TEST(AccelFixtures, LeftoverOnlyWhereTheFixtureHasIt) {
-  const std::string model = "tiny-sdxl";
-  const auto ref = reference_json(model);
-  const Pipeline& p = pipeline(model);
-  for (const char* name : {"accel.tome.r0.3.d2.ddim.20", "accel.tome.r0.3.d2.unipc.20"}) {
-    const auto& c = ref.at("cases").at(name);
-    SampleRequest r = fixture_request(ref, c);
-    auto acc = Acceleration::create(fixture_specs(c.at("accel")), p.unet(), r.steps, r.seed);
-    r.unet_hooks = acc->unet_hooks();
-    r.policies = acc->step_policies();
-    const double err = rel_err(p.sample(r).latents, reference_tensor(model, name));
-    if (std::string(name).find("ddim") != std::string::npos) {
-      EXPECT_LT(err, 1e-4) << name;
-    } else {
-      EXPECT_GT(err, 1e-2) << name;
-    }
-  }
-}
 
 // ---------------------------------------------------------------- the CLI
 
@@ -314,8 +137,8 @@ at::Tensor saved_latents(const std::string& path) {
   return tensor_copy(io::SafetensorsFile::open(path)->tensor("latents"));
 }
 
-// `diffsearch sample --accel ...` runs what the library runs: the fixture
-// cases made before any T-GATE run, and a combination.
+// `diffsearch sample --accel ...` runs what the library runs: fixture cases of
+// each method, and a combination.
 TEST(AccelCli, SampleWithAccelReproducesTheFixtures) {
   const std::string dir = ::testing::TempDir() + "/accel_cli";
   std::filesystem::create_directories(dir);
