@@ -14,6 +14,7 @@
 #include "io/log/log.h"
 #include "io/result_store.h"
 #include "io/results_merge.h"
+#include "io/version.h"
 
 namespace diffsearch::cli {
 namespace {
@@ -67,7 +68,7 @@ int run_merge(const MergeArgs& a) {
   // Named like a search's runs ("run-<ms>-..."), so it sorts after the shards' runs in /runs
   // and is the last run, whose units_total `diffsearch status` reports.
   const std::string run_id = "run-" + std::to_string(static_cast<long long>(now * 1000)) + "-merge";
-  const nlohmann::json attributes = {{"command_line", command_line()}, {"versions", "diffsearch 0.1.0"},
+  const nlohmann::json attributes = {{"command_line", command_line()}, {"versions", io::version_text()},
                                      {"started_at", now}, {"processes", 1}};
   const io::ResultsContents merged = io::merge_shards(inputs, run_id, attributes, a.partial);
   io::write_results_h5(a.out, merged);  // a temporary file renamed into place

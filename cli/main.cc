@@ -8,6 +8,7 @@
 #include "cli/command.h"
 #include "io/error.h"
 #include "io/log/log.h"
+#include "io/version.h"
 
 namespace diffsearch::cli {
 
@@ -25,7 +26,7 @@ int main(int argc, char** argv) {
       "(DeepCache, ToMe, T-GATE) that meet a speed target at the least quality loss."};
   app.require_subcommand(1);
   app.fallthrough();  // --log-level may follow the subcommand too
-  app.set_version_flag("--version", "diffsearch 0.1.0");
+  app.set_version_flag("--version", io::version_text());
   std::string log_level = "info";
   app.add_option("--log-level", log_level, "debug, info, warn or error")->capture_default_str();
 

@@ -20,6 +20,7 @@
 #include "partition/search_space.h"
 #include "partition/shard.h"
 #include "worker/evaluator.h"
+#include "io/version.h"
 
 namespace diffsearch::cli {
 namespace {
@@ -206,7 +207,7 @@ coordinator::SearchOptions build_search_options(const SearchArgs& a, std::vector
   o.progress_interval_s = a.progress_interval_s;
   o.journal_sync_s = a.journal_sync_s;
   o.run_attributes = {{"command_line", a.command_line}, {"tasks_source", o.tasks_source},
-                      {"versions", "diffsearch 0.1.0"}};
+                      {"versions", io::version_text()}};
   return o;
 }
 

@@ -11,6 +11,7 @@
 #include "coordinator/evaluators.h"
 #include "io/error.h"
 #include "partition/search_space.h"
+#include "io/hash.h"
 
 namespace diffsearch::coordinator {
 namespace {
@@ -28,15 +29,6 @@ uint64_t mix64(uint64_t z) {
   return z ^ (z >> 31);
 }
 uint64_t combine(uint64_t h, uint64_t v) { return mix64(h ^ mix64(v + 0x632be59bd9b4e019ull)); }
-
-uint64_t fnv1a(const std::string& text) {
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : text) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  return h;
-}
 
 // Streams, so that draws of different quantities never coincide.
 enum Tag : uint64_t { kDifficulty = 1, kImage, kClipNoise, kQualityNoise, kTimeBase, kTimeAcc, kBump, kSensitivity };
@@ -463,7 +455,7 @@ worker::EvaluationRecord SyntheticEvaluator::evaluate(const worker::MeasurementU
   }
   const uint64_t landscape_hash = base_hash;  // without the images' seed: bumps belong to the landscape
   base_hash = combine(base_hash, unit.seed);
-  const uint64_t setting_hash = accelerated ? fnv1a(partition::setting_key(unit.setting)) : 0;
+  const uint64_t setting_hash = accelerated ? io::fnv1a(partition::setting_key(unit.setting)) : 0;
   const uint64_t acc_hash = combine(base_hash, setting_hash);
 
   double loss = 0;

@@ -18,6 +18,7 @@
 #include "coordinator/evaluator_replay.h"
 #include "coordinator/evaluator_synthetic.h"
 #include "io/error.h"
+#include "io/hash.h"
 
 namespace diffsearch::coordinator {
 namespace {
@@ -25,14 +26,6 @@ namespace {
 EvaluatorFactory& engine_factory() {
   static EvaluatorFactory factory;
   return factory;
-}
-
-uint64_t fnv1a(const std::string& text, uint64_t h = 1469598103934665603ull) {
-  for (unsigned char c : text) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  return h;
 }
 
 // A number in [0, 1) from a hash, for deterministic "measurements".
@@ -144,7 +137,7 @@ worker::EvaluationRecord FakeEvaluator::evaluate(const worker::MeasurementUnit& 
   const std::string base_id = folder_name(unit.model_dir) + "|" + partition::sampler_slug(unit.sampler) +
                               "|" + std::to_string(unit.steps) + "|" + std::to_string(unit.height) +
                               "|" + std::to_string(unit.seed) + "|" + std::to_string(unit.prompts.size());
-  const uint64_t h = fnv1a(setting, fnv1a(base_id));
+  const uint64_t h = io::fnv1a(setting, io::fnv1a(base_id));
   if ((fail_always_ || rank_ == fail_rank_) && !unit.setting.empty() && h % fail_every_ == 0) {
     const std::string where = " (fake evaluator, rank " + std::to_string(rank_) + ")";
     switch (fail_kind_) {
@@ -162,7 +155,7 @@ worker::EvaluationRecord FakeEvaluator::evaluate(const worker::MeasurementUnit& 
   const double factor = unit.setting.empty() ? 1.0 : 1.0 + 3.5 * unit_fraction(h);
   const double loss = unit.setting.empty() ? 0.0 : 0.012 * (factor - 1.0) * unit_fraction(h * 31 + 7);
   const size_t n = unit.prompts.size();
-  const double clip_base = 25.0 + 5.0 * unit_fraction(fnv1a(base_id));
+  const double clip_base = 25.0 + 5.0 * unit_fraction(io::fnv1a(base_id));
   r.base.macs = base_macs;
   r.acc.macs = static_cast<int64_t>(std::llround(static_cast<double>(base_macs) / factor));
   r.base.total_s = 0.001 * static_cast<double>(n) * unit.steps;

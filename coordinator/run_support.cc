@@ -10,17 +10,10 @@
 #include "coordinator/search.h"
 #include "io/error.h"
 #include "io/log/log.h"
+#include "io/hash.h"
 
 namespace diffsearch::coordinator {
 namespace {
-
-uint64_t fnv1a(const std::string& text, uint64_t h = 1469598103934665603ull) {
-  for (unsigned char c : text) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  return h;
-}
 
 }  // namespace
 
@@ -38,7 +31,7 @@ std::string make_run_id() {
   const auto t = static_cast<long long>(now_s() * 1000);
   char hex[17];
   std::snprintf(hex, sizeof(hex), "%016llx",
-                static_cast<unsigned long long>(fnv1a(host_name() + std::to_string(getpid()))));
+                static_cast<unsigned long long>(io::fnv1a(host_name() + std::to_string(getpid()))));
   return "run-" + std::to_string(t) + "-" + std::string(hex).substr(0, 6);
 }
 

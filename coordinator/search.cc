@@ -21,6 +21,7 @@
 #include "coordinator/search_internal.h"
 #include "io/error.h"
 #include "io/log/log.h"
+#include "io/hash.h"
 
 namespace diffsearch::coordinator {
 namespace {
@@ -28,14 +29,6 @@ namespace {
 std::atomic<int> g_stop{0};
 
 void on_stop_signal(int) { g_stop.store(1); }
-
-uint64_t fnv1a(const std::string& text, uint64_t h = 1469598103934665603ull) {
-  for (unsigned char c : text) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  return h;
-}
 
 std::string hex64(uint64_t v) {
   char buf[17];
@@ -100,7 +93,7 @@ nlohmann::json search_config(const SearchOptions& options, const partition::Plan
                             {"samples", options.samples},
                             {"batch_size", options.batch_size},
                             {"seed", options.seed},
-                            {"prompts_fnv1a", hex64(fnv1a(joined))},
+                            {"prompts_fnv1a", hex64(io::fnv1a(joined))},
                             {"dtype", options.dtype},
                             {"resolution", resolution},
                             {"speed_measure", options.speed_measure},

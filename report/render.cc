@@ -8,6 +8,7 @@
 
 #include "codegen/template.h"
 #include "codegen/templates.h"
+#include "io/version.h"
 #include "report/charts.h"
 
 namespace diffsearch::report {
@@ -236,6 +237,7 @@ std::string render_report(const ReportData& d) {
   }
   TemplateContext c;
   c.text("results_path", d.results_path)
+      .text("generator", io::version_text())
       .code("tasks", count(d.answers.size()))
       .list("statuses", std::move(statuses))
       .code("rows", count(d.rows))
