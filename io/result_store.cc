@@ -14,6 +14,8 @@
 #include <limits>
 #include <map>
 #include <sstream>
+#include <type_traits>
+#include <variant>
 
 #include "io/error.h"
 #include "io/failure.h"
@@ -53,37 +55,99 @@ std::string get_str(const nlohmann::json& j, const char* key) {
   return it == j.end() || !it->is_string() ? std::string() : it->get<std::string>();
 }
 
-// Rows written before a column existed: what it would have held.
-int64_t legacy_prompt_end(const EvaluationRow& r) { return r.num_samples; }
-double legacy_gpu_seconds(const EvaluationRow& r) {
-  return std::isfinite(r.started_at) && std::isfinite(r.finished_at) && r.finished_at >= r.started_at
-             ? r.finished_at - r.started_at
-             : std::numeric_limits<double>::quiet_NaN();
+// /evaluations, column by column: the one list that the HDF5 schema, the
+// table's reads and writes, and the journal's JSON all follow. A new column
+// is one line here (at the end, so older files' positions stay) plus its
+// field in EvaluationRow. `legacy`, for a column added after files were
+// written without it, fills in what such a row would have held, once every
+// other field is read.
+struct RowColumn {
+  const char* name;
+  std::variant<std::string EvaluationRow::*, int64_t EvaluationRow::*, double EvaluationRow::*> field;
+  bool added_later = false;
+  void (*legacy)(EvaluationRow&) = nullptr;
+};
+
+void legacy_prompt_end(EvaluationRow& r) { r.prompt_end = r.num_samples; }
+void legacy_gpu_seconds(EvaluationRow& r) {
+  r.gpu_seconds = std::isfinite(r.started_at) && std::isfinite(r.finished_at) && r.finished_at >= r.started_at
+                      ? r.finished_at - r.started_at
+                      : std::numeric_limits<double>::quiet_NaN();
 }
+// Out of memory by the error's text, else transient (io/failure.h).
+void legacy_error_kind(EvaluationRow& r) { r.error_kind = legacy_failure_kind(r.status, r.error); }
+
+using R = EvaluationRow;
+const std::vector<RowColumn>& columns() {
+  static const std::vector<RowColumn> list = {
+      {"unit_key", &R::unit_key},
+      {"space_key", &R::space_key},
+      {"baseline_key", &R::baseline_key},
+      {"model", &R::model},
+      {"sampler", &R::sampler},
+      {"steps", &R::steps},
+      {"resolution", &R::resolution},
+      {"methods", &R::methods},
+      {"setting", &R::setting},
+      {"status", &R::status},
+      {"error", &R::error},
+      {"attempt", &R::attempt},
+      {"num_samples", &R::num_samples},
+      {"batch_size", &R::batch_size},
+      {"seed", &R::seed},
+      {"prompt_begin", &R::prompt_begin, true},  // older rows: 0, right as it is
+      {"prompt_end", &R::prompt_end, true, legacy_prompt_end},
+      {"time_base_s", &R::time_base_s},
+      {"time_acc_s", &R::time_acc_s},
+      {"speedup", &R::speedup},
+      {"speedup_macs", &R::speedup_macs},
+      {"clip_base", &R::clip_base},
+      {"clip_acc", &R::clip_acc},
+      {"score_loss", &R::score_loss},
+      {"psnr", &R::psnr},
+      {"ssim", &R::ssim},
+      {"macs_base", &R::macs_base},
+      {"macs_acc", &R::macs_acc},
+      {"peak_bytes", &R::peak_bytes},
+      {"device", &R::device},
+      {"host", &R::host},
+      {"rank", &R::rank},
+      {"started_at", &R::started_at},
+      {"finished_at", &R::finished_at},
+      {"gpu_seconds", &R::gpu_seconds, true, legacy_gpu_seconds},
+      {"run_id", &R::run_id},
+      {"error_kind", &R::error_kind, true, legacy_error_kind},
+  };
+  return list;
+}
+
+template <class... F>
+struct Overloaded : F... {
+  using F::operator()...;
+};
+template <class... F>
+Overloaded(F...) -> Overloaded<F...>;
 
 Row row_values(const EvaluationRow& r) {
-  return Row{r.unit_key, r.space_key, r.baseline_key, r.model, r.sampler, r.steps, r.resolution,
-             r.methods, r.setting, r.status, r.error, r.attempt, r.num_samples, r.batch_size,
-             r.seed, r.prompt_begin, r.prompt_end, r.time_base_s, r.time_acc_s, r.speedup,
-             r.speedup_macs, r.clip_base, r.clip_acc, r.score_loss, r.psnr, r.ssim, r.macs_base,
-             r.macs_acc, r.peak_bytes, r.device, r.host, r.rank, r.started_at, r.finished_at,
-             r.gpu_seconds, r.run_id, r.error_kind};
+  Row row;
+  row.reserve(columns().size());
+  for (const auto& c : columns()) {
+    std::visit([&](auto field) { row.emplace_back(r.*field); }, c.field);
+  }
+  return row;
 }
 
-EvaluationRow row_from_values(const Row& v) {
-  auto s = [&](int i) { return std::get<std::string>(v[i]); };
-  auto n = [&](int i) { return std::get<int64_t>(v[i]); };
-  auto d = [&](int i) { return std::get<double>(v[i]); };
+// `present[i]`: whether the file has column i (older files lack the ones
+// added later; their legacy values are derived here).
+EvaluationRow row_from_values(const Row& v, const std::vector<bool>& present) {
   EvaluationRow r;
-  r.unit_key = s(0); r.space_key = s(1); r.baseline_key = s(2); r.model = s(3); r.sampler = s(4);
-  r.steps = n(5); r.resolution = n(6); r.methods = s(7); r.setting = s(8); r.status = s(9);
-  r.error = s(10); r.attempt = n(11); r.num_samples = n(12); r.batch_size = n(13); r.seed = n(14);
-  r.prompt_begin = n(15); r.prompt_end = n(16);
-  r.time_base_s = d(17); r.time_acc_s = d(18); r.speedup = d(19); r.speedup_macs = d(20);
-  r.clip_base = d(21); r.clip_acc = d(22); r.score_loss = d(23); r.psnr = d(24); r.ssim = d(25);
-  r.macs_base = n(26); r.macs_acc = n(27); r.peak_bytes = n(28); r.device = s(29); r.host = s(30);
-  r.rank = n(31); r.started_at = d(32); r.finished_at = d(33); r.gpu_seconds = d(34);
-  r.run_id = s(35); r.error_kind = s(36);
+  for (std::size_t i = 0; i < columns().size(); ++i) {
+    std::visit([&](auto field) { r.*field = std::get<std::remove_reference_t<decltype(r.*field)>>(v[i]); },
+               columns()[i].field);
+  }
+  for (std::size_t i = 0; i < columns().size(); ++i) {
+    if (!present[i] && columns()[i].legacy) columns()[i].legacy(r);
+  }
   return r;
 }
 
@@ -229,14 +293,10 @@ ResultsContents read_h5(const std::string& path, std::vector<std::string>* absen
     c.runs.push_back({{"run_id", id}, {"attributes", attributes}});
   }
   H5Table evaluations(file, "/evaluations", evaluations_schema());
-  const bool has_prompt_end = evaluations.has_column("prompt_end");
-  const bool has_gpu_seconds = evaluations.has_column("gpu_seconds");
-  const bool has_error_kind = evaluations.has_column("error_kind");
+  std::vector<bool> present;
+  for (const auto& column : columns()) present.push_back(evaluations.has_column(column.name));
   for (const auto& values : evaluations.read_all()) {
-    EvaluationRow row = row_from_values(values);
-    if (!has_prompt_end) row.prompt_end = legacy_prompt_end(row);
-    if (!has_gpu_seconds) row.gpu_seconds = legacy_gpu_seconds(row);
-    if (!has_error_kind) row.error_kind = legacy_failure_kind(row.status, row.error);
+    EvaluationRow row = row_from_values(values, present);
     try {
       check_row(row);
     } catch (const InputError& e) {
@@ -314,20 +374,12 @@ int64_t count_prompt_rows(const std::vector<EvaluationRow>& rows) {
 }  // namespace
 
 nlohmann::json EvaluationRow::to_json() const {
-  nlohmann::json j = {{"unit_key", unit_key}, {"space_key", space_key}, {"baseline_key", baseline_key},
-                      {"model", model}, {"sampler", sampler}, {"steps", steps},
-                      {"resolution", resolution}, {"methods", methods}, {"setting", setting},
-                      {"status", status}, {"error", error}, {"error_kind", error_kind}, {"attempt", attempt},
-                      {"num_samples", num_samples}, {"batch_size", batch_size}, {"seed", seed},
-                      {"prompt_begin", prompt_begin}, {"prompt_end", prompt_end},
-                      {"time_base_s", num(time_base_s)}, {"time_acc_s", num(time_acc_s)},
-                      {"speedup", num(speedup)}, {"speedup_macs", num(speedup_macs)},
-                      {"clip_base", num(clip_base)}, {"clip_acc", num(clip_acc)},
-                      {"score_loss", num(score_loss)}, {"psnr", num(psnr)}, {"ssim", num(ssim)},
-                      {"macs_base", macs_base}, {"macs_acc", macs_acc}, {"peak_bytes", peak_bytes},
-                      {"device", device}, {"host", host}, {"rank", rank},
-                      {"started_at", num(started_at)}, {"finished_at", num(finished_at)},
-                      {"gpu_seconds", num(gpu_seconds)}, {"run_id", run_id}};
+  nlohmann::json j = nlohmann::json::object();
+  for (const auto& c : columns()) {
+    std::visit(Overloaded{[&](double EvaluationRow::*field) { j[c.name] = num(this->*field); },
+                          [&](auto field) { j[c.name] = this->*field; }},
+               c.field);
+  }
   nlohmann::json prompt_list = nlohmann::json::array();
   for (const auto& p : prompts) {
     prompt_list.push_back({p.prompt_index, num(p.clip_base), num(p.clip_acc), num(p.psnr), num(p.ssim)});
@@ -338,28 +390,17 @@ nlohmann::json EvaluationRow::to_json() const {
 
 EvaluationRow EvaluationRow::from_json(const nlohmann::json& j) {
   EvaluationRow r;
-  r.unit_key = get_str(j, "unit_key"); r.space_key = get_str(j, "space_key");
-  r.baseline_key = get_str(j, "baseline_key"); r.model = get_str(j, "model");
-  r.sampler = get_str(j, "sampler"); r.steps = get_int(j, "steps");
-  r.resolution = get_int(j, "resolution"); r.methods = get_str(j, "methods");
-  r.setting = get_str(j, "setting"); r.status = get_str(j, "status"); r.error = get_str(j, "error");
-  r.attempt = get_int(j, "attempt"); r.num_samples = get_int(j, "num_samples");
-  r.batch_size = get_int(j, "batch_size"); r.seed = get_int(j, "seed");
-  r.prompt_begin = get_int(j, "prompt_begin"); r.prompt_end = get_int(j, "prompt_end");
-  r.time_base_s = get_num(j, "time_base_s"); r.time_acc_s = get_num(j, "time_acc_s");
-  r.speedup = get_num(j, "speedup"); r.speedup_macs = get_num(j, "speedup_macs");
-  r.clip_base = get_num(j, "clip_base"); r.clip_acc = get_num(j, "clip_acc");
-  r.score_loss = get_num(j, "score_loss"); r.psnr = get_num(j, "psnr"); r.ssim = get_num(j, "ssim");
-  r.macs_base = get_int(j, "macs_base"); r.macs_acc = get_int(j, "macs_acc");
-  r.peak_bytes = get_int(j, "peak_bytes"); r.device = get_str(j, "device");
-  r.host = get_str(j, "host"); r.rank = get_int(j, "rank");
-  r.started_at = get_num(j, "started_at"); r.finished_at = get_num(j, "finished_at");
-  r.gpu_seconds = get_num(j, "gpu_seconds"); r.run_id = get_str(j, "run_id");
-  // Only lines journaled before these keys existed lack them (a NaN
-  // gpu_seconds is written as null, not left out).
-  if (!j.contains("prompt_end")) r.prompt_end = legacy_prompt_end(r);
-  if (!j.contains("gpu_seconds")) r.gpu_seconds = legacy_gpu_seconds(r);
-  r.error_kind = j.contains("error_kind") ? get_str(j, "error_kind") : legacy_failure_kind(r.status, r.error);
+  for (const auto& c : columns()) {
+    std::visit(Overloaded{[&](std::string EvaluationRow::*field) { r.*field = get_str(j, c.name); },
+                          [&](int64_t EvaluationRow::*field) { r.*field = get_int(j, c.name); },
+                          [&](double EvaluationRow::*field) { r.*field = get_num(j, c.name); }},
+               c.field);
+  }
+  // Only lines journaled before a key existed lack it (a NaN gpu_seconds is
+  // written as null, not left out).
+  for (const auto& c : columns()) {
+    if (c.legacy && !j.contains(c.name)) c.legacy(r);
+  }
   if (auto it = j.find("prompts"); it != j.end() && it->is_array()) {
     for (const auto& p : *it) {
       if (!p.is_array() || p.size() != 5) continue;
@@ -376,27 +417,24 @@ EvaluationRow EvaluationRow::from_json(const nlohmann::json& j) {
 }
 
 const Schema& evaluations_schema() {
-  using T = ColumnType;
-  static const Schema schema = {
-      {"unit_key", T::string},     {"space_key", T::string},    {"baseline_key", T::string},
-      {"model", T::string},        {"sampler", T::string},      {"steps", T::int64},
-      {"resolution", T::int64},    {"methods", T::string},      {"setting", T::string},
-      {"status", T::string},       {"error", T::string},        {"attempt", T::int64},
-      {"num_samples", T::int64},   {"batch_size", T::int64},    {"seed", T::int64},
-      // Columns added after files were written without them: optional on
-      // read. The defaults are placeholders; read_h5 derives the legacy
-      // values (prompt_end = num_samples, gpu_seconds from the times).
-      {"prompt_begin", T::int64, int64_t{0}}, {"prompt_end", T::int64, int64_t{0}},
-      {"time_base_s", T::float64}, {"time_acc_s", T::float64},  {"speedup", T::float64},
-      {"speedup_macs", T::float64}, {"clip_base", T::float64},  {"clip_acc", T::float64},
-      {"score_loss", T::float64},  {"psnr", T::float64},        {"ssim", T::float64},
-      {"macs_base", T::int64},     {"macs_acc", T::int64},      {"peak_bytes", T::int64},
-      {"device", T::string},       {"host", T::string},         {"rank", T::int64},
-      {"started_at", T::float64},  {"finished_at", T::float64},
-      {"gpu_seconds", T::float64, std::numeric_limits<double>::quiet_NaN()},
-      {"run_id", T::string},
-      // Last, so the positions above stay; read_h5 derives old rows' kinds.
-      {"error_kind", T::string, std::string()}};
+  static const Schema schema = [] {
+    Schema out;
+    for (const auto& c : columns()) {
+      // A column added later is optional on read; its value there is a
+      // placeholder of the right type (row_from_values derives the legacy one).
+      const ColumnType type = std::visit(Overloaded{[](std::string EvaluationRow::*) { return ColumnType::string; },
+                                                    [](int64_t EvaluationRow::*) { return ColumnType::int64; },
+                                                    [](double EvaluationRow::*) { return ColumnType::float64; }},
+                                         c.field);
+      std::optional<Value> placeholder;
+      if (c.added_later) {
+        placeholder = std::visit([](auto field) { return Value(std::remove_reference_t<decltype(EvaluationRow().*field)>()); },
+                                 c.field);
+      }
+      out.push_back({c.name, type, placeholder});
+    }
+    return out;
+  }();
   return schema;
 }
 
