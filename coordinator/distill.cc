@@ -1,4 +1,4 @@
-// Answering tasks from measured rows (ARCHITECTURE.md "Answering a task"):
+// Answering tasks from measured rows (docs/search.md, "Answers"):
 // feasibility, the least-loss choice with deterministic tie-breaks, and the
 // nearest point of the speed/quality front for infeasible targets.
 #include "coordinator/distill.h"
@@ -180,7 +180,6 @@ nlohmann::json distill(const io::ResultsContents& contents, const std::vector<pa
   }
   nlohmann::json out = nlohmann::json::object();
   std::map<std::string, int> counts;
-  const std::string empty_setting = partition::setting_key({});
   for (std::size_t t = 0; t < plan.tasks.size(); ++t) {
     const auto& task = plan.tasks[t];
     nlohmann::json answer = {{"task", partition::format_task(task)},
@@ -221,7 +220,7 @@ nlohmann::json distill(const io::ResultsContents& contents, const std::vector<pa
     };
     const std::size_t space = plan.task_space[t];
     if (space == partition::kNoSpace) {
-      consider(plan.baselines[plan.task_baseline[t]].key() + "/" + empty_setting);
+      consider(plan.baselines[plan.task_baseline[t]].unit_key());
     } else {
       const auto& s = plan.spaces[space];
       for (uint64_t i = 0; i < s.size; ++i) consider(plan.unit_key({static_cast<uint32_t>(space), i}));

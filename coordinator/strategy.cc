@@ -20,7 +20,7 @@ WorkItem make_work_item(const partition::Plan& plan, std::size_t space, uint64_t
   item.prompt_begin = begin;
   item.prompt_end = end;
   if (space == partition::kNoSpace) {
-    item.unit_key = plan.baselines[baseline].key() + "/" + partition::setting_key({});
+    item.unit_key = plan.baselines[baseline].unit_key();
   } else {
     item.unit_key = plan.unit_key({static_cast<uint32_t>(space), index});
   }

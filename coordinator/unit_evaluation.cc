@@ -9,16 +9,6 @@
 #include "io/log/log.h"
 
 namespace diffsearch::coordinator {
-namespace {
-
-std::string methods_key(const std::vector<partition::Method>& methods) {
-  std::string key;
-  for (auto m : methods) key += (key.empty() ? "" : "+") + partition::method_slug(m);
-  return key;
-}
-
-}  // namespace
-
 worker::MeasurementUnit measurement_unit(const SearchOptions& options, const SearchPlan& plan, const WorkItem& item,
                                          int batch_size, const std::string& device) {
   const auto& b = plan.plan.baselines[item.baseline];
@@ -56,7 +46,7 @@ io::EvaluationRow evaluate_item(worker::Evaluator& evaluator, const SearchOption
   row.resolution = b.resolution;
   if (item.space != partition::kNoSpace) {
     row.space_key = plan.plan.spaces[item.space].key();
-    row.methods = methods_key(plan.plan.spaces[item.space].methods);
+    row.methods = partition::methods_key(plan.plan.spaces[item.space].methods);
   } else {
     row.space_key = b.key();
   }

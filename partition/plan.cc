@@ -26,12 +26,6 @@ std::string base_key(Model model, SamplerKind sampler, int steps, int resolution
   return key;
 }
 
-std::string methods_key(const std::vector<Method>& methods) {
-  std::string out;
-  for (size_t i = 0; i < methods.size(); ++i) out += (i ? "+" : "") + method_slug(methods[i]);
-  return out;
-}
-
 }  // namespace
 
 double unet_step_cost(Model model, int resolution) {
@@ -46,6 +40,8 @@ double unet_step_cost(Model model, int resolution) {
 }
 
 std::string Baseline::key() const { return base_key(model, sampler, steps, resolution, platform); }
+
+std::string Baseline::unit_key() const { return key() + "/" + setting_key({}); }
 
 std::string PlannedSpace::key() const {
   std::string key = model_slug(model) + "/" + sampler_slug(sampler) + "/" + std::to_string(steps) +

@@ -14,12 +14,14 @@
 namespace diffsearch::partition {
 
 // Relative cost of one UNet step with classifier-free guidance on one image,
-// measured on an H200 (REFERENCE.md): SD1.5 512px 1.0, SD2.1 768px 2.7, SDXL
-// 1024px 8.4. Other resolutions scale with the pixel count (an estimate:
-// attention grows faster, convolutions as the pixels).
+// measured on an H200 (docs/engine.md, "Reference measurements"): SD1.5
+// 512px 1.0, SD2.1 768px 2.7, SDXL 1024px 8.4. Other resolutions scale with
+// the pixel count (an estimate: attention grows faster, convolutions as the
+// pixels).
 double unet_step_cost(Model model, int resolution);
 // Seconds that one cost unit takes on an H200 in eager PyTorch (one SD1.5
-// 512px UNet step with CFG, REFERENCE.md), for rough GPU-hour estimates.
+// 512px UNet step with CFG; docs/engine.md, "Reference measurements"), for
+// rough GPU-hour estimates.
 constexpr double kSecondsPerCostUnit = 0.0289;
 
 struct PlanOptions {
@@ -40,6 +42,8 @@ struct Baseline {
   double cost;  // cost units: unet_step_cost * steps * samples
   // "sd15/ddim/50/512px", with "@<platform>" appended for platform baselines.
   std::string key() const;
+  // "<key>/<the empty setting's key>": the baseline's unit in result files.
+  std::string unit_key() const;
 };
 
 // One method space of the plan: a method combination's settings for one

@@ -111,6 +111,12 @@ std::string sampler_sentence_name(SamplerKind sampler) {
   DIFFSEARCH_ASSERT(false);
   return {};
 }
+std::string methods_key(const std::vector<Method>& methods) {
+  std::string out;
+  for (std::size_t i = 0; i < methods.size(); ++i) out += (i ? "+" : "") + method_slug(methods[i]);
+  return out;
+}
+
 std::string method_name(Method method) {
   switch (method) {
     case Method::DeepCache: return "DeepCache";
@@ -923,9 +929,7 @@ std::string task_key(const Task& task) {
   if (task.methods.empty()) {
     key += "basic";
   } else {
-    for (size_t i = 0; i < task.methods.size(); ++i) {
-      key += (i ? "+" : "") + method_slug(task.methods[i]);
-    }
+    key += methods_key(task.methods);
   }
   std::string goal;
   if (task.speedup) {

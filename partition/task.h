@@ -32,6 +32,9 @@ std::string sampler_sentence_name(SamplerKind sampler);
 std::string method_name(Method method);
 // "deepcache", "tgate", "tome": keys, search-space files, settings JSON.
 std::string method_slug(Method method);
+// "deepcache+tome": the methods' slugs joined by '+', in the given order
+// ("" for none). Keys of spaces, tasks and results rows use it.
+std::string methods_key(const std::vector<Method>& methods);
 
 // Alias look-ups (case, spaces, '-', '_', '/' and '.' ignored, so "SD 1.5",
 // "stable-diffusion-v1-5" and "sd15" are one model). nullopt when unknown.

@@ -159,7 +159,7 @@ ReportData gather_report(const io::ResultsContents& contents, const std::vector<
     v.steps = s.steps;
     v.resolution = s.resolution;
     v.platform = s.platform.value_or("");
-    for (auto m : s.methods) v.methods += (v.methods.empty() ? "" : "+") + partition::method_slug(m);
+    v.methods = partition::methods_key(s.methods);
     v.size = s.size;
     space_index.emplace(v.key, d.spaces.size());
     d.spaces.push_back(std::move(v));
