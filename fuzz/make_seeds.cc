@@ -12,6 +12,7 @@
 #include "coordinator/distill.h"
 #include "coordinator/search.h"
 #include "fuzz/fuzz_support.h"
+#include "fuzz/search_seed.h"
 #include "io/prompts.h"
 #include "io/result_store.h"
 #include "io/safetensors.h"
@@ -97,16 +98,7 @@ void results_seeds() {
   const fs::path dir = out_root / "tmp" / "search";
   fs::remove_all(dir);
   fs::create_directories(dir);
-  coordinator::SearchOptions o;
-  o.tasks = fuzz::tasks();
-  o.samples = 4;
-  o.batch_size = 4;
-  o.space_json = {{"deepcache", {{"cache_interval", {2, 3}}, {"cache_branch_id", {0, 1}}}},
-                  {"tome", {{"ratio", {0.3, 0.5}}}}};
-  o.space_source = "seed space";
-  o.prompts = {"a cat", "a dog"};
-  o.evaluator = "fake:gpu=NVIDIA H200";
-  o.progress_interval_s = 1000;
+  coordinator::SearchOptions o = fuzz::seed_search_options("");
   for (const char* strategy : {"exhaustive", "frontier"}) {
     o.strategy = strategy;
     if (o.strategy == "frontier") o.evaluator = "synthetic:seed=3";

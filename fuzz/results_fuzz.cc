@@ -25,6 +25,7 @@
 #include "coordinator/distill.h"
 #include "coordinator/search.h"
 #include "fuzz/fuzz_support.h"
+#include "fuzz/search_seed.h"
 #include "io/result_store.h"
 #include "io/results_merge.h"
 
@@ -39,19 +40,8 @@ std::vector<io::Row> valid_evaluations, valid_prompts;  // the tables' rows, as 
 std::vector<std::string> string_pool;
 
 coordinator::SearchOptions template_options(const std::string& out) {
-  coordinator::SearchOptions o;
-  o.tasks = fuzz::tasks();
-  o.samples = 4;
-  o.batch_size = 4;
-  o.space_json = {{"deepcache", {{"cache_interval", {2, 3}}, {"cache_branch_id", {0, 1}}}},
-                  {"tome", {{"ratio", {0.3, 0.5}}}}};
-  o.space_source = "fuzz space";
-  o.prompts = {"a cat", "a dog"};
+  coordinator::SearchOptions o = fuzz::seed_search_options(out);
   o.speed_measure = "macs";
-  o.evaluator = "fake:gpu=NVIDIA H200";
-  o.strategy = "exhaustive";
-  o.progress_interval_s = 1000;
-  o.out = out;
   return o;
 }
 
