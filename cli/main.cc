@@ -6,7 +6,9 @@
 #include <memory>
 
 #include "cli/command.h"
+#include "io/env_switches.h"
 #include "io/error.h"
+#include "io/failure.h"
 #include "io/log/log.h"
 #include "io/version.h"
 
@@ -35,6 +37,9 @@ int main(int argc, char** argv) {
     CLI::App* sub = app.add_subcommand(spec.name, spec.description);
     runners.emplace_back(sub, spec.setup(*sub));
   }
+  // Set after the subcommands, which would inherit it: the top-level --help
+  // names the environment switches, one table (io/env_switches.h).
+  app.footer(io::env_switches_help());
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -55,7 +60,11 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return exit_code::failed;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
+    // libtorch's out of memory (diffsearch sample) may be a memory cap's doing.
+    const std::string note = classify_failure(e) == FailureKind::out_of_memory
+                                 ? io::env_switch_note("DIFFSEARCH_CUDA_MEMORY_FRACTION")
+                                 : std::string();
+    std::fprintf(stderr, "error: %s%s\n", e.what(), note.c_str());
     return exit_code::failed;
   }
 }

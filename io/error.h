@@ -21,7 +21,7 @@ class InputError : public Error {
   explicit InputError(const std::string& message) : Error(message) {}
 };
 
-// Process exit codes, documented in docs/cli.md.
+// Process exit codes, documented in README.md and docs/architecture.md ("Exit codes").
 namespace exit_code {
 constexpr int ok = 0;
 constexpr int failed = 1;
