@@ -24,12 +24,12 @@
 #include <torch/torch.h>
 
 #include "io/error.h"
-#include "worker/engine/accel.h"
-#include "worker/engine/device.h"
-#include "worker/engine/nn.h"
-#include "worker/engine/pipeline.h"
-#include "worker/engine/sample_runner.h"
-#include "worker/engine/vae.h"
+#include "worker/engine/accel/accel.h"
+#include "worker/engine/core/device.h"
+#include "worker/engine/core/nn.h"
+#include "worker/engine/pipeline/pipeline.h"
+#include "worker/engine/pipeline/sample_runner.h"
+#include "worker/engine/models/vae.h"
 
 using namespace diffsearch;
 

@@ -12,9 +12,9 @@
 #include <torch/torch.h>
 
 #include "io/error.h"
-#include "worker/engine/device.h"
-#include "worker/engine/nn.h"
-#include "worker/engine/policy_tome.h"
+#include "worker/engine/core/device.h"
+#include "worker/engine/core/nn.h"
+#include "worker/engine/accel/policy_tome.h"
 
 using namespace diffsearch;
 

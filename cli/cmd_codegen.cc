@@ -11,7 +11,7 @@
 
 #include "cli/command.h"
 #include "codegen/codegen.h"
-#include "codegen/escape.h"
+#include "render/escape.h"
 #include "io/error.h"
 #include "io/json_file.h"
 #include "io/log/log.h"
@@ -69,7 +69,7 @@ std::string traverse_command(const partition::Task& task, const nlohmann::json& 
   if (task.speedup) out += " --req_speedup " + partition::format_number(*task.speedup);
   out += " --req_score_loss " + partition::format_number(task.max_score_loss);
   out += " --models MODELS.json --clip CLIP_DIR" + codegen::search_options_text(config);
-  if (params_path != "search_params.json") out += " --params " + codegen::sh_word(params_path);
+  if (params_path != "search_params.json") out += " --params " + render::sh_word(params_path);
   return out;
 }
 
@@ -112,7 +112,7 @@ int run_codegen(const CodegenArgs& a) {
     request.tasks_argument = "--tasks ORIGINAL_TASKS.txt";
   } else {
     request.tasks = a.grid != 0 ? partition::make_grid(a.grid) : partition::read_tasks_file(a.tasks_file);
-    request.tasks_argument = a.grid != 0 ? "--grid " + std::to_string(a.grid) : "--tasks " + codegen::sh_word(a.tasks_file);
+    request.tasks_argument = a.grid != 0 ? "--grid " + std::to_string(a.grid) : "--tasks " + render::sh_word(a.tasks_file);
   }
   struct stat st;
   const bool params_exist = ::stat(a.params.c_str(), &st) == 0;

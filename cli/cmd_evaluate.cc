@@ -11,7 +11,7 @@
 #include "io/error.h"
 #include "io/prompts.h"
 #include "partition/task.h"
-#include "worker/engine/accel.h"
+#include "worker/engine/accel/accel.h"
 #include "worker/evaluator.h"
 
 namespace {

@@ -13,9 +13,9 @@
 #include "io/log/log.h"
 #include "io/png.h"
 #include "io/safetensors.h"
-#include "worker/engine/accel.h"
-#include "worker/engine/device.h"
-#include "worker/engine/pipeline.h"
+#include "worker/engine/accel/accel.h"
+#include "worker/engine/core/device.h"
+#include "worker/engine/pipeline/pipeline.h"
 
 namespace diffsearch::cli {
 namespace {

@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "cli/command.h"
-#include "codegen/escape.h"
+#include "render/escape.h"
 #include "io/error.h"
 #include "io/log/log.h"
 #include "slurm/batch_script.h"
@@ -63,7 +63,7 @@ std::string render_command_line() {
     std::fclose(f);
   }
   std::string line;
-  for (const auto& w : words) line += (line.empty() ? "" : " ") + codegen::sh_word(w);
+  for (const auto& w : words) line += (line.empty() ? "" : " ") + render::sh_word(w);
   return line;
 }
 

@@ -2,7 +2,7 @@
 // or full-size, for tests and GPU benchmarks without downloads.
 #include "cli/command.h"
 #include "io/error.h"
-#include "worker/engine/synth_model.h"
+#include "worker/engine/models/synth_model.h"
 
 namespace {
 

@@ -14,7 +14,7 @@
 #include "cli/command.h"
 #include "cli/search_options.h"
 #include "codegen/codegen.h"
-#include "codegen/escape.h"
+#include "render/escape.h"
 #include "coordinator/distill.h"
 #include "io/error.h"
 #include "io/json_file.h"
@@ -237,7 +237,7 @@ int finish(const TraverseArgs& a, const partition::Task& task, int search_code) 
   std::printf("  written to %s (%zu answers); rows in %s\n", a.params.c_str(), kept, a.search.out.c_str());
   if (status == "ok") {
     std::printf("  code: diffsearch codegen --params %s -o code/  (the original five tasks; --tasks FILE for others)\n",
-                codegen::sh_word(a.params).c_str());
+                render::sh_word(a.params).c_str());
   }
   std::fflush(stdout);
   return status == "ok" || status == "infeasible" ? exit_code::ok : exit_code::failed;

@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "coordinator/evaluators.h"
+#include "io/env_switches.h"
 #include "io/failure.h"
 #include "worker/evaluator.h"
 
@@ -20,7 +21,8 @@ class TypedErrorsEvaluator : public worker::Evaluator {
     try {
       return inner_->evaluate(unit);
     } catch (const c10::OutOfMemoryError& e) {
-      throw OutOfMemoryError(e.what());
+      // A memory cap set in the environment may be the cause: the row says so.
+      throw OutOfMemoryError(e.what() + io::env_switch_note("DIFFSEARCH_CUDA_MEMORY_FRACTION"));
     }
   }
   std::string gpu_name(const std::string& device) override { return inner_->gpu_name(device); }

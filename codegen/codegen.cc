@@ -15,10 +15,9 @@
 #include <set>
 #include <sstream>
 
-#include "codegen/escape.h"
-#include "codegen/template.h"
-#include "codegen/templates.h"
 #include "io/error.h"
+#include "render/escape.h"
+#include "render/template.h"
 
 namespace diffsearch::codegen {
 
@@ -27,6 +26,13 @@ const char* const kDefaultPrompt = "a photo of an astronaut riding a horse on ma
 namespace {
 
 namespace fs = std::filesystem;
+using render::percent_encode;
+using render::py_float;
+using render::py_int;
+using render::py_value;
+using render::sh_word;
+using render::Template;
+using render::TemplateContext;
 using partition::Method;
 using partition::Model;
 using partition::SamplerKind;
@@ -454,7 +460,7 @@ std::string setting_text(const partition::Setting& setting) {
 nlohmann::json package_params(const partition::MethodSetting& m) {
   nlohmann::json params = m.params;
   // Defaults of DeepCacheSDHelper.set_params and of TgateSDLoader's tgate(),
-  // which diffsearch's engine applies (worker/engine/accel.cc). T-GATE's
+  // which diffsearch's engine applies (worker/engine/accel/accel.cc). T-GATE's
   // DeepCache loaders default to others (cache_interval 3; sp_interval 1,
   // warm_up 0), so every value is passed explicitly.
   static const nlohmann::json deepcache = {{"cache_interval", 1}, {"cache_branch_id", 0}};

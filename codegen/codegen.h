@@ -13,6 +13,7 @@
 
 #include "partition/search_space.h"
 #include "partition/task.h"
+#include "render/embedded.h"
 
 namespace diffsearch::codegen {
 
@@ -126,5 +127,11 @@ std::string search_options_text(const nlohmann::json& config);
 // (DeepCacheSDHelper.set_params and TgateSDLoader's tgate(); tomesd's own
 // defaults are the engine's, so ToMe's parameters go as they are).
 nlohmann::json package_params(const partition::MethodSetting& method_setting);
+
+// codegen/templates/ (the Python script and its README), embedded when the library is built (render/embed.cmake),
+// so the executable renders them from any working directory; embedded_template
+// throws diffsearch::Error naming what there is when none has `file_name`.
+const render::TemplateFiles& embedded_templates();
+const std::string& embedded_template(const std::string& file_name);
 
 }  // namespace diffsearch::codegen

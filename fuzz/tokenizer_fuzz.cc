@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "fuzz/fuzz_support.h"
-#include "worker/engine/clip_tokenizer.h"
+#include "worker/engine/clip/clip_tokenizer.h"
 
 using namespace diffsearch;
 

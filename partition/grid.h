@@ -13,7 +13,8 @@ namespace diffsearch::partition {
 
 // Category 5's lists. The defaults are the GPUs the project measures on and
 // budgets that sit between the measured 20- and 50-step latencies of each
-// model on them (REFERENCE.md: SD1.5 ~1.4 s, SDXL ~3.2 s at 50 steps).
+// model on them (SD1.5 ~1.4 s, SDXL ~3.2 s at 50 steps: docs/engine.md,
+// "Reference measurements").
 struct GridConfig {
   std::vector<std::string> platforms = {"NVIDIA H100 80GB HBM3", "NVIDIA H200"};
   std::map<Model, std::vector<double>> latency_budgets_s = {

@@ -1,6 +1,6 @@
 // Escapers for generated files. One decoder walks the UTF-8 so that every
 // output form treats malformed bytes the same way.
-#include "codegen/escape.h"
+#include "render/escape.h"
 
 #include <cctype>
 #include <cmath>
@@ -9,7 +9,7 @@
 #include "io/error.h"
 #include "partition/task.h"
 
-namespace diffsearch::codegen {
+namespace diffsearch::render {
 namespace {
 
 std::string hex_escape(char kind, unsigned long value, int digits) {
@@ -207,4 +207,4 @@ std::string py_value(const nlohmann::json& value) {
   return {};
 }
 
-}  // namespace diffsearch::codegen
+}  // namespace diffsearch::render

@@ -9,7 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
-namespace diffsearch::codegen {
+namespace diffsearch::render {
 
 // A Python str literal that evaluates to `utf8`: single-quoted, printable
 // ASCII kept, quotes and backslashes escaped, \n \r \t, other characters as
@@ -52,4 +52,4 @@ std::string py_bool(bool value);
 // refused (DIFFSEARCH_ASSERT): settings hold none.
 std::string py_value(const nlohmann::json& value);
 
-}  // namespace diffsearch::codegen
+}  // namespace diffsearch::render

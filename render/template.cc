@@ -1,13 +1,13 @@
 // Parsing templates into a tree of literal text, values and sections, and
 // rendering the tree against typed values.
-#include "codegen/template.h"
+#include "render/template.h"
 
 #include <cctype>
 
-#include "codegen/escape.h"
+#include "render/escape.h"
 #include "io/error.h"
 
-namespace diffsearch::codegen {
+namespace diffsearch::render {
 
 TemplateContext& TemplateContext::set(const std::string& name, Value value) {
   values_[name] = std::move(value);
@@ -163,8 +163,8 @@ class Parser {
         if (bar != std::string::npos) node.filter = trim(tag.substr(bar + 1));
         if (!is_name(node.text)) fail(open, "\"{{" + tag + "}}\" is not a name (letters, digits and _)");
         if (bar != std::string::npos && node.filter != "py" && node.filter != "comment" && node.filter != "md" &&
-            node.filter != "url" && node.filter != "html") {
-          fail(open, "unknown filter \"" + node.filter + "\" (expected py, comment, md, url or html)");
+            node.filter != "url" && node.filter != "html" && node.filter != "sh") {
+          fail(open, "unknown filter \"" + node.filter + "\" (expected py, comment, md, url, html or sh)");
         }
         locate(open, node);
         current().push_back(std::move(node));
@@ -257,7 +257,7 @@ class Renderer {
     if (node.filter.empty()) {
       if (v.kind == TemplateContext::Kind::text) {
         fail(node, "\"" + node.text + "\" is outside text and needs a filter ({{" + node.text + "|py}}, |comment, "
-                   "|md, |url or |html)");
+                   "|md, |url, |html or |sh)");
       }
       return v.str;
     }
@@ -265,6 +265,7 @@ class Renderer {
     if (node.filter == "comment") return comment_text(v.str);
     if (node.filter == "md") return md_cell(v.str);
     if (node.filter == "html") return html_text(v.str);
+    if (node.filter == "sh") return sh_word(v.str);
     return url_path(v.str);
   }
 
@@ -290,4 +291,4 @@ std::string Template::render(const TemplateContext& context) const {
   return out;
 }
 
-}  // namespace diffsearch::codegen
+}  // namespace diffsearch::render

@@ -6,7 +6,8 @@
 //   {{name|FILTER}}       any text or code value through a filter:
 //                         py (Python str literal), comment (one-line comment
 //                         text), md (Markdown table cell), url (link target),
-//                         html (HTML text or quoted attribute value)
+//                         html (HTML text or quoted attribute value),
+//                         sh (one POSIX shell word, quoted where needed)
 //   {{#if name}} ... {{else}} ... {{/if}}   a flag, or a list (non-empty)
 //   {{#each name}} ... {{/each}}            a list: the body once per item;
 //                                           names look in the item first
@@ -22,14 +23,14 @@
 #include <string>
 #include <vector>
 
-namespace diffsearch::codegen {
+namespace diffsearch::render {
 
 class TemplateContext {
  public:
   // Text from outside (tasks, prompts, paths, device names): only through a filter.
   TemplateContext& text(const std::string& name, std::string value);
   // Text the generator built itself from fixed words and the literal
-  // functions of codegen/escape.h: may be inserted verbatim.
+  // functions of render/escape.h: may be inserted verbatim.
   TemplateContext& code(const std::string& name, std::string value);
   TemplateContext& flag(const std::string& name, bool value);
   TemplateContext& list(const std::string& name, std::vector<TemplateContext> items);
@@ -70,4 +71,4 @@ class Template {
   std::unique_ptr<std::vector<Node>> nodes_;
 };
 
-}  // namespace diffsearch::codegen
+}  // namespace diffsearch::render

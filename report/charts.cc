@@ -7,13 +7,13 @@
 #include <map>
 #include <set>
 
-#include "codegen/escape.h"
+#include "render/escape.h"
 #include "partition/task.h"
 
 namespace diffsearch::report {
 namespace {
 
-using codegen::html_text;
+using render::html_text;
 
 std::string num(double v) {  // coordinates: short, locale-free
   char buf[32];

@@ -1,7 +1,7 @@
 // The report's charts as inline SVG, written here rather than by a charting
 // library: two chart kinds, static markup that needs no script to show, and
 // nothing fetched (docs/report.md says why). Every text from the results file
-// goes through codegen::html_text.
+// goes through render::html_text.
 #pragma once
 
 #include <string>

@@ -6,15 +6,14 @@
 #include <ctime>
 #include <set>
 
-#include "codegen/template.h"
-#include "codegen/templates.h"
+#include "render/template.h"
 #include "io/version.h"
 #include "report/charts.h"
 
 namespace diffsearch::report {
 namespace {
 
-using codegen::TemplateContext;
+using render::TemplateContext;
 
 // Above this many spaces the planes start folded (each opens on a click):
 // the browser then lays out only what is opened.
@@ -264,7 +263,7 @@ std::string render_report(const ReportData& d) {
       .list("failures", failure_rows(d))
       .list("runs", run_records(d))
       .text("config_json", d.config.dump(2));
-  return codegen::Template("report.html.tmpl", codegen::embedded_template("report.html.tmpl")).render(c);
+  return render::Template("report.html.tmpl", embedded_template("report.html.tmpl")).render(c);
 }
 
 }  // namespace diffsearch::report

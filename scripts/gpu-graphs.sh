@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One call on the GPU machine (the `device` tool): build against PyTorch's CUDA
 # libtorch, check CUDA-graph replays against eager runs (every sampler and
-# acceleration, tests/worker/engine/sample_runner_test.cc), then benchmark a
+# acceleration, tests/worker/engine/pipeline/sample_runner_test.cc), then benchmark a
 # full-size random SD1.5 at 512x512, fp16, 50 DDIM steps, batch 1 with CFG:
 # every variant replayed from CUDA graphs (EAGER_TOO=1: and run eagerly, in
 # the same rounds). PROFILE=1 adds one eager run of a few variants under the
@@ -25,10 +25,10 @@ fi
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$prefix" \
   -DDIFFSEARCH_BUILD_BENCH=ON "${kernels[@]}" > /tmp/configure.log 2>&1 \
   || { tail -30 /tmp/configure.log; exit 1; }
-cmake --build "$build" -j "$(nproc)" --target diffsearch bench_engine test_worker_engine_sample_runner \
-  test_worker_engine_graph_ops_cuda test_worker_engine_nn test_worker_engine_unet test_worker_engine_vae \
-  test_worker_engine_device test_worker_engine_tome_kernels test_worker_engine_group_norm_kernels \
-  test_worker_engine_cuda_kernels \
+cmake --build "$build" -j "$(nproc)" --target diffsearch bench_engine test_worker_engine_pipeline_sample_runner \
+  test_worker_engine_pipeline_graph_ops_cuda test_worker_engine_core_nn test_worker_engine_models_unet test_worker_engine_models_vae \
+  test_worker_engine_core_device test_worker_engine_kernels_tome_kernels test_worker_engine_kernels_group_norm_kernels \
+  test_worker_engine_kernels_cuda_kernels \
   > "$out/build.log" 2>&1 || { grep -E "error" "$out/build.log" | head -30; exit 1; }
 echo "build ok in $(( $(date +%s) - t0 )) s"
 # Each test in its own process (a device-side assertion ends a process).

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Sums the GPU time of a PyTorch profiler trace (bench_engine --profile) by
-the engine's named regions (worker/engine/profile_scope.h).
+the engine's named regions (worker/engine/core/profile_scope.h).
 
 Each kernel, copy and memset is attributed to the regions open on the host
 when it was launched (matched through the launch's correlation id). Prints:

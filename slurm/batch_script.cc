@@ -4,10 +4,9 @@
 
 #include <cctype>
 
-#include "codegen/escape.h"
-#include "codegen/template.h"
-#include "codegen/templates.h"
 #include "io/error.h"
+#include "render/escape.h"
+#include "render/template.h"
 
 namespace diffsearch::slurm {
 namespace {
@@ -15,7 +14,7 @@ namespace {
 // A value on an #SBATCH line: sbatch splits those at blanks and has no
 // quoting we could rely on, so only shell-plain words pass.
 std::string sbatch_value(const std::string& option, const std::string& value) {
-  if (value.empty() || codegen::sh_word(value) != value) {
+  if (value.empty() || render::sh_word(value) != value) {
     throw InputError(option + " \"" + value + "\": an #SBATCH line can hold only letters, digits and " +
                      "@%+=:,./_- (no blanks or quotes); choose a name or path without them");
   }
@@ -74,16 +73,22 @@ SearchArgs split_search_args(const std::vector<std::string>& args) {
   return s;
 }
 
-// One line per option and its values, for people reading the script.
-std::string format_args(const std::vector<std::string>& args) {
-  std::string out;
+// One line per option and its values, for people reading the script: a
+// list of lines, each a list of words (the template quotes each with |sh).
+std::vector<render::TemplateContext> arg_lines(const std::vector<std::string>& args) {
+  std::vector<render::TemplateContext> lines;
+  std::vector<render::TemplateContext> words;
+  auto end_line = [&] {
+    if (!words.empty()) lines.push_back(render::TemplateContext().list("words", std::move(words)));
+    words.clear();
+  };
   for (const auto& a : args) {
     const bool option = a.size() > 1 && a[0] == '-' && !std::isdigit(static_cast<unsigned char>(a[1]));
-    if (out.empty()) out = "  ";
-    else out += option ? "\n  " : " ";
-    out += codegen::sh_word(a);
+    if (option) end_line();
+    words.push_back(render::TemplateContext().text("word", a).flag("later", !words.empty()));
   }
-  return out;
+  end_line();
+  return lines;
 }
 
 std::string plural(int n, const std::string& word) { return std::to_string(n) + " " + word + (n == 1 ? "" : "s"); }
@@ -182,11 +187,11 @@ std::string render_batch_script(const BatchOptions& o) {
   const std::string log_pattern =
       sbatch_value("--log-dir", log_dir) + (o.array > 0 ? "/%x-%A_%a.out" : "/%x-%j.out");
 
-  codegen::TemplateContext c;
+  render::TemplateContext c;
   c.text("render_command", o.render_command)
       .text("layout", layout)
       .code("signal_before_s", std::to_string(o.signal_before_s))
-      .code("job_name", sbatch_value("--job-name", o.job_name))
+      .text("job_name", sbatch_value("--job-name", o.job_name))
       .code("nodes", std::to_string(o.nodes))
       .code("tasks_per_node", std::to_string(tasks_per_node))
       .code("tasks_total", std::to_string(o.nodes * tasks_per_node))
@@ -195,22 +200,22 @@ std::string render_batch_script(const BatchOptions& o) {
       .code("cpus_per_gpu", std::to_string(o.cpus_per_gpu))
       .code("cpus_per_task", std::to_string(o.cpus_per_task))
       .flag("overcommit", o.overcommit)
-      .code("time", sbatch_value("--time", o.time))
+      .text("time", sbatch_value("--time", o.time))
       .flag("has_partition", !o.partition.empty())
-      .code("partition", o.partition.empty() ? "" : sbatch_value("--partition", o.partition))
+      .text("partition", o.partition.empty() ? "" : sbatch_value("--partition", o.partition))
       .flag("has_account", !o.account.empty())
-      .code("account", o.account.empty() ? "" : sbatch_value("--account", o.account))
+      .text("account", o.account.empty() ? "" : sbatch_value("--account", o.account))
       .flag("array", o.array > 0)
       .code("last_shard", std::to_string(o.array - 1))
-      .code("workdir", sbatch_value("the working folder (--chdir)", o.workdir))
-      .code("log_pattern", log_pattern)
-      .code("diffsearch", codegen::sh_word(o.diffsearch))
+      .text("workdir", sbatch_value("the working folder (--chdir)", o.workdir))
+      .text("log_pattern", log_pattern)
+      .text("diffsearch", o.diffsearch)
       .code("launcher", o.launcher == Launcher::srun ? "srun" : "mpirun")
       .code("threads_per_process", std::to_string(gpus ? o.cpus_per_gpu : o.cpus_per_task))
-      .code("results", codegen::sh_word(args.out))
+      .text("results", args.out)
       .code("shards", std::to_string(o.array))
-      .code("search_args", format_args(args.rest));
-  const codegen::Template script("slurm_job.sh.tmpl", codegen::embedded_template("slurm_job.sh.tmpl"));
+      .list("search_args", arg_lines(args.rest));
+  const render::Template script("slurm_job.sh.tmpl", embedded_template("slurm_job.sh.tmpl"));
   return script.render(c);
 }
 

@@ -7,6 +7,7 @@
 
 #include <string>
 #include <vector>
+#include "render/embedded.h"
 
 namespace diffsearch::slurm {
 
@@ -47,5 +48,11 @@ std::string shard_results_path(const std::string& results, int index, int count)
 
 // Seconds in a Slurm time limit "[D-]HH:MM:SS"; InputError otherwise.
 long parse_time_limit(const std::string& text);
+
+// slurm/templates/ (the batch script), embedded when the library is built (render/embed.cmake),
+// so the executable renders them from any working directory; embedded_template
+// throws diffsearch::Error naming what there is when none has `file_name`.
+const render::TemplateFiles& embedded_templates();
+const std::string& embedded_template(const std::string& file_name);
 
 }  // namespace diffsearch::slurm

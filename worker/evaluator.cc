@@ -14,14 +14,14 @@
 #include "io/log/log.h"
 #include "partition/task.h"
 #include "worker/batch_fit.h"
-#include "worker/engine/accel.h"
-#include "worker/engine/clip_score.h"
-#include "worker/engine/device.h"
-#include "worker/engine/image_metrics.h"
-#include "worker/engine/nn.h"
-#include "worker/engine/pipeline.h"
-#include "worker/engine/sample_runner.h"
-#include "worker/engine/unet.h"
+#include "worker/engine/accel/accel.h"
+#include "worker/engine/metrics/clip_score.h"
+#include "worker/engine/core/device.h"
+#include "worker/engine/metrics/image_metrics.h"
+#include "worker/engine/core/nn.h"
+#include "worker/engine/pipeline/pipeline.h"
+#include "worker/engine/pipeline/sample_runner.h"
+#include "worker/engine/models/unet.h"
 
 namespace diffsearch::worker {
 namespace {

@@ -2,27 +2,18 @@
 // errors with exit code 2 for bad specs and folders.
 #include <gtest/gtest.h>
 
-#include <array>
-#include <cstdio>
 #include <string>
 
 #include <nlohmann/json.hpp>
 
+#include "tests/support/test_support.h"
+
 namespace {
 
-struct Result {
-  int code;
-  std::string out;
-};
+using Result = diffsearch::testing::CommandResult;
 
 Result run(const std::string& args) {
-  const std::string cmd = std::string(DIFFSEARCH_BIN) + " " + args + " 2>&1";
-  FILE* pipe = popen(cmd.c_str(), "r");
-  std::string out;
-  std::array<char, 4096> buf{};
-  while (std::fgets(buf.data(), buf.size(), pipe)) out += buf.data();
-  const int status = pclose(pipe);
-  return {WEXITSTATUS(status), out};
+  return diffsearch::testing::run_command(std::string(DIFFSEARCH_BIN) + " " + args + " 2>&1");
 }
 
 const std::string kModels = std::string(DIFFSEARCH_TEST_DATA) + "/fixtures/models";

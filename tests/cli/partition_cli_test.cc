@@ -1,38 +1,21 @@
 // Runs the built `diffsearch` for the task-language subcommands (parse, grid,
 // plan) and checks their output and exit codes as a user sees them.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
-#include <array>
-#include <cstdio>
 #include <string>
 
 #include <nlohmann/json.hpp>
 
+#include "tests/support/test_support.h"
+
 namespace {
 
-struct Result {
-  int code;
-  std::string out;  // stdout, or stdout + stderr with merge
-};
+using diffsearch::testing::count_lines;
 
-Result run(const std::string& args, bool merge_stderr = false) {
-  std::string cmd = std::string("\"") + DIFFSEARCH_BIN + "\" " + args;
-  if (merge_stderr) cmd += " 2>&1";
-  FILE* pipe = popen(cmd.c_str(), "r");
-  EXPECT_NE(pipe, nullptr);
-  std::string out;
-  std::array<char, 4096> buf{};
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) out.append(buf.data(), n);
-  const int status = pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
-
-size_t count_lines(const std::string& s) {
-  size_t n = 0;
-  for (char c : s) n += c == '\n';
-  return n;
+// The executable's stdout, or stdout + stderr with merge_stderr.
+diffsearch::testing::CommandResult run(const std::string& args, bool merge_stderr = false) {
+  return diffsearch::testing::run_command(std::string("\"") + DIFFSEARCH_BIN + "\" " + args +
+                                          (merge_stderr ? " 2>&1" : ""));
 }
 
 // Each run loads the whole executable (libtorch included, about a second), so

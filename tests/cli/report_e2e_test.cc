@@ -12,10 +12,9 @@
 #include <fstream>
 #include <regex>
 #include <set>
-#include <sstream>
 
 #include "io/result_store.h"
-#include "test_support.h"
+#include "tests/support/test_support.h"
 
 namespace {
 
@@ -43,12 +42,7 @@ class ReportE2e : public ::testing::Test {
     return diffsearch::testing::run_command("cd '" + dir_.string() + "' && " + command + " 2>&1");
   }
   CommandResult diffsearch(const std::string& args) const { return shell(std::string("'") + DIFFSEARCH_BIN + "' " + args); }
-  std::string read(const std::string& name) const {
-    std::ifstream in(dir_ / name, std::ios::binary);
-    std::stringstream s;
-    s << in.rdbuf();
-    return s.str();
-  }
+  std::string read(const std::string& name) const { return diffsearch::testing::read_text_file(dir_ / name); }
   // Settings with an ok row (the plotted points), and tasks, as the file has them.
   std::size_t measured_settings(const std::string& results) const {
     const auto contents = diffsearch::io::read_results((dir_ / results).string());

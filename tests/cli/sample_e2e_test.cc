@@ -2,47 +2,29 @@
 // must reproduce diffusers' final latents, the PNG it writes, and the bad
 // inputs that must end with exit code 2 and one line naming the problem.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
-#include <array>
 #include <cmath>
-#include <cstdio>
 #include <cstring>
-#include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
 
 #include "io/safetensors.h"
+#include "tests/support/test_support.h"
 
 namespace {
 
-struct Result {
-  int code;
-  std::string out;  // stdout and stderr together
-};
+using diffsearch::testing::count_lines;
+using Result = diffsearch::testing::CommandResult;
 
+// stdout and stderr together.
 Result run(const std::string& args) {
-  const std::string cmd = std::string("\"") + DIFFSEARCH_BIN + "\" " + args + " 2>&1";
-  FILE* pipe = popen(cmd.c_str(), "r");
-  EXPECT_NE(pipe, nullptr);
-  std::string out;
-  std::array<char, 4096> buf{};
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) out.append(buf.data(), n);
-  const int status = pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+  return diffsearch::testing::run_command(std::string("\"") + DIFFSEARCH_BIN + "\" " + args + " 2>&1");
 }
 
 std::string fixtures() { return std::string(DIFFSEARCH_TEST_DATA) + "/fixtures"; }
 std::string sd15() { return fixtures() + "/models/tiny-sd15"; }
 const char* kPrompt = "\"a photo of an astronaut riding a horse on mars\"";
-
-std::string temp_dir() {
-  const std::string dir = ::testing::TempDir() + "/sample_e2e";
-  std::filesystem::create_directories(dir);
-  return dir;
-}
 
 std::vector<double> f64_values(const diffsearch::io::TensorView& v) {
   EXPECT_EQ(v.dtype, diffsearch::io::DType::F64);
@@ -66,14 +48,8 @@ std::uint32_t get_u32(const unsigned char* p) {
          std::uint32_t(p[3]);
 }
 
-size_t count_lines(const std::string& s) {
-  size_t n = 0;
-  for (char c : s) n += c == '\n';
-  return n;
-}
-
 TEST(SampleCli, Float64DdimReproducesDiffusersAndWritesPng) {
-  const std::string dir = temp_dir();
+  const std::string dir = diffsearch::testing::fresh_test_dir("sample_e2e").string();
   const std::string latents = dir + "/ddim20.safetensors";
   const std::string image = dir + "/ddim20.png";
   const Result r = run("sample --model " + sd15() + " --prompt " + kPrompt +
@@ -101,7 +77,7 @@ TEST(SampleCli, Float64DdimReproducesDiffusersAndWritesPng) {
 // Starting from saved latents gives the seeded run back; other samplers and
 // an explicit size run too.
 TEST(SampleCli, LatentsFileReplacesTheSeed) {
-  const std::string dir = temp_dir();
+  const std::string dir = diffsearch::testing::fresh_test_dir("sample_e2e").string();
   const std::string init = fixtures() + "/reference/init-latents.safetensors";
   const std::string out = dir + "/unipc10.safetensors";
   const Result r = run("sample --model " + sd15() + " --prompt " + kPrompt +
@@ -117,7 +93,7 @@ TEST(SampleCli, LatentsFileReplacesTheSeed) {
 // SDXL without a negative prompt conditions on zeros, so its image differs
 // from the one with "" encoded; SD1.5 encodes "" either way.
 TEST(SampleCli, NoNegativePromptZeroesSdxlOnly) {
-  const std::string dir = temp_dir();
+  const std::string dir = diffsearch::testing::fresh_test_dir("sample_e2e").string();
   auto latents = [&](const std::string& model, const std::string& name, const std::string& extra) {
     const std::string out = dir + "/" + name + ".safetensors";
     const Result r = run("sample --model " + fixtures() + "/models/" + model + " --prompt " + kPrompt +

@@ -9,7 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "io/result_store.h"
-#include "test_support.h"
+#include "tests/support/test_support.h"
 
 namespace {
 

@@ -6,25 +6,26 @@
 // replaced. Errors keep their kind: a bad input is recorded once, never
 // retried, and a wrong evaluator spec is refused with exit 2.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 
 #include "io/result_store.h"
-#include "test_support.h"
+#include "tests/support/test_support.h"
 
 namespace {
 
 namespace fs = std::filesystem;
 using diffsearch::io::EvaluationRow;
+using diffsearch::testing::read_text_file;
+using diffsearch::testing::run_command;
 
 const char* kSpace =
     R"({"deepcache": {"cache_interval": [2, 3, 5], "cache_branch_id": [0, 1]},
@@ -57,16 +58,9 @@ class SearchIsolationTest : public ::testing::Test {
            " --evaluator " + evaluator + " --progress-interval 1";
   }
   std::string mpirun(int np) const { return "mpirun --oversubscribe -np " + std::to_string(np) + " "; }
-  int run(const std::string& command) const {
-    const int status = std::system((command + " >> " + path("log.txt") + " 2>&1").c_str());
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  }
-  std::string log_text() const {
-    std::ifstream in(path("log.txt"));
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-  }
+  // Runs `command`, its output appended to log.txt; returns its exit status.
+  int run(const std::string& command) const { return run_command(command + " >> " + path("log.txt") + " 2>&1").code; }
+  std::string log_text() const { return read_text_file(path("log.txt")); }
   // search_params.json without row numbers and GPU-seconds (arrival order
   // and wall time; the answers must not depend on them).
   std::string answers(const std::string& results) const {
@@ -82,10 +76,9 @@ class SearchIsolationTest : public ::testing::Test {
     return j.dump(1);
   }
   nlohmann::json status_json(const std::string& results) const {
-    const std::string out = results + ".status.json";
-    EXPECT_EQ(std::system((std::string(DIFFSEARCH_BIN) + " status " + results + " --json > " + out).c_str()), 0);
-    std::ifstream in(out);
-    return nlohmann::json::parse(in);
+    const auto r = run_command(std::string(DIFFSEARCH_BIN) + " status " + results + " --json");
+    EXPECT_EQ(r.code, 0);
+    return nlohmann::json::parse(r.out);
   }
   // The undisturbed run's answers (one process, no child).
   const std::string& expected() {
@@ -218,12 +211,10 @@ TEST_F(SearchIsolationTest, BadInputIsRecordedOnceAndTheRunGoesOn) {
   const auto status = status_json(out);
   EXPECT_EQ(status.at("units_failed").get<std::size_t>(), bad);
   EXPECT_EQ(status.at("units_failed_by_kind").at("bad_input").get<std::size_t>(), bad);
-  const std::string text = out + ".status.txt";
-  ASSERT_EQ(std::system((std::string(DIFFSEARCH_BIN) + " status " + out + " > " + text).c_str()), 0);
-  std::stringstream ss;
-  ss << std::ifstream(text).rdbuf();
-  EXPECT_NE(ss.str().find("failed attempts by kind: bad_input " + std::to_string(bad)), std::string::npos) << ss.str();
-  EXPECT_NE(ss.str().find("[bad_input]: injected bad input"), std::string::npos) << ss.str();
+  const auto text = run_command(std::string(DIFFSEARCH_BIN) + " status " + out);
+  ASSERT_EQ(text.code, 0);
+  EXPECT_NE(text.out.find("failed attempts by kind: bad_input " + std::to_string(bad)), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("[bad_input]: injected bad input"), std::string::npos) << text.out;
 }
 
 TEST_F(SearchIsolationTest, WrongEvaluatorOptionsAreRefusedWithExitTwo) {

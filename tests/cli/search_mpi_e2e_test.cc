@@ -16,18 +16,19 @@
 #include <map>
 #include <random>
 #include <set>
-#include <sstream>
 #include <thread>
 
 #include <nlohmann/json.hpp>
 
 #include "io/hdf5_table.h"
 #include "io/result_store.h"
-#include "test_support.h"
+#include "tests/support/test_support.h"
 
 namespace {
 
 namespace fs = std::filesystem;
+using diffsearch::testing::read_text_file;
+using diffsearch::testing::run_command;
 
 const char* kSpace =
     R"({"deepcache": {"cache_interval": [2, 3, 5], "cache_branch_id": [0, 1]},
@@ -69,15 +70,12 @@ class SearchMpiTest : public ::testing::Test {
            evaluator + " --progress-interval 1";
   }
   nlohmann::json status_json(const std::string& results) const {
-    const std::string out = results + ".status.json";
-    EXPECT_EQ(std::system((std::string(DIFFSEARCH_BIN) + " status " + results + " --json > " + out).c_str()), 0);
-    std::ifstream in(out);
-    return nlohmann::json::parse(in);
+    const auto r = run_command(std::string(DIFFSEARCH_BIN) + " status " + results + " --json");
+    EXPECT_EQ(r.code, 0);
+    return nlohmann::json::parse(r.out);
   }
-  int run(const std::string& command) const {
-    const int status = std::system((command + " >> " + path("log.txt") + " 2>&1").c_str());
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  }
+  // Runs `command`, its output appended to log.txt; returns its exit status.
+  int run(const std::string& command) const { return run_command(command + " >> " + path("log.txt") + " 2>&1").code; }
   std::string mpirun(int np) const { return "mpirun --oversubscribe -np " + std::to_string(np) + " "; }
   // search_params.json without the row numbers (where in the file a row is
   // depends on arrival order; the answers must not).
@@ -93,12 +91,7 @@ class SearchMpiTest : public ::testing::Test {
     j.erase("_spent");  // GPU-seconds: wall time, unlike the answers
     return j.dump(1);
   }
-  std::string log_text() const {
-    std::ifstream in(path("log.txt"));
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-  }
+  std::string log_text() const { return read_text_file(path("log.txt")); }
 
   fs::path dir_;
 };

@@ -15,7 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "test_support.h"
+#include "tests/support/test_support.h"
 
 namespace {
 
@@ -69,8 +69,7 @@ class SearchScalingTest : public ::testing::Test {
                             " --evaluator " + evaluator + " --out " + out +
                             " --num-samples 8 --race-prompts 2,4 --isolate off --progress-interval 100"
                             " --log-level warn >> " + path("log.txt") + " 2>&1";
-    const int status = std::system(cmd.c_str());
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    return diffsearch::testing::run_command(cmd).code;
   }
   std::string answers(const std::string& results) const {
     const std::string out = results + ".params.json";

@@ -4,17 +4,14 @@
 // runs on the tiny model, tasks without an answer exit 1 and are named, and
 // the resume commands codegen prints are accepted by `diffsearch search`.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 
-#include "test_support.h"
+#include "tests/support/test_support.h"
 
 namespace {
 
@@ -57,12 +54,7 @@ class CodegenE2e : public ::testing::Test {
     std::ofstream out(dir_ / name, std::ios::binary);
     out << text;
   }
-  std::string read(const std::string& name) const {
-    std::ifstream in(dir_ / name, std::ios::binary);
-    std::stringstream s;
-    s << in.rdbuf();
-    return s.str();
-  }
+  std::string read(const std::string& name) const { return diffsearch::testing::read_text_file(dir_ / name); }
   // Runs `command` in the test's folder.
   CommandResult shell(const std::string& command) const {
     return diffsearch::testing::run_command("cd '" + dir_.string() + "' && " + command + " 2>&1");

@@ -6,9 +6,6 @@
 #include "codegen/codegen.h"
 
 #include <gtest/gtest.h>
-#include <unistd.h>
-
-#include <sys/wait.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -17,21 +14,16 @@
 #include <set>
 #include <sstream>
 
-#include "codegen/escape.h"
+#include "render/escape.h"
 #include "io/error.h"
-#include "test_support.h"
+#include "tests/support/test_support.h"
 
 namespace diffsearch::codegen {
 namespace {
 
 namespace fs = std::filesystem;
 
-std::string read_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+using diffsearch::testing::read_text_file;
 
 void write_text(const fs::path& path, const std::string& text) {
   std::ofstream out(path, std::ios::binary);
@@ -201,9 +193,9 @@ TEST_F(CodegenTest, GoldenScriptPerMethodCombination) {
   std::vector<std::string> names = {"index.json", "README.md"};
   for (const auto& s : result.scripts) names.push_back(s.file_name);
   for (const auto& name : names) {
-    const std::string text = read_file(dir_ / name);
+    const std::string text = read_text_file(dir_ / name);
     if (update) write_text(golden / name, text);
-    EXPECT_EQ(text, read_file(golden / name)) << name << " differs from tests/data/codegen/golden/" << name;
+    EXPECT_EQ(text, read_text_file(golden / name)) << name << " differs from tests/data/codegen/golden/" << name;
   }
   // The golden folder holds no script the generator no longer writes.
   std::size_t golden_files = 0;
@@ -392,7 +384,7 @@ TEST_F(CodegenTest, HostilePlatformAndDeviceCompile) {
   ASSERT_EQ(shape.code, 0) << shape.out;
   EXPECT_TRUE(nlohmann::json::parse(shape.out)[0]["ascii"].get<bool>());
   // The README's table keeps one row per script whatever the cells hold.
-  const std::string readme = read_file(dir_ / "README.md");
+  const std::string readme = read_text_file(dir_ / "README.md");
   std::size_t rows = 0;
   std::istringstream lines(readme);
   for (std::string line; std::getline(lines, line);) rows += line.rfind("| sd15", 0) == 0;
@@ -467,7 +459,7 @@ TEST_F(CodegenTest, TasksWithoutAnOkAnswerGetNoScriptAndAreNamed) {
   for (const auto& e : fs::directory_iterator(dir_)) files.insert(e.path().filename().string());
   EXPECT_EQ(files, (std::set<std::string>{"README.md", "index.json", "sd15_ddim_20_deepcache_x1.5_loss0.02.py",
                                           file_safe_key(partition::task_key(failed)) + ".py"}));
-  const std::string readme = read_file(dir_ / "README.md");
+  const std::string readme = read_text_file(dir_ / "README.md");
   EXPECT_NE(readme.find("## Tasks without a script"), std::string::npos);
   EXPECT_NE(readme.find("1 of\n5 tasks have a script"), std::string::npos) << readme;
 }

@@ -4,8 +4,6 @@
 // searched by one measure can be distilled by another.
 #include <gtest/gtest.h>
 
-#include <unistd.h>
-
 #include <filesystem>
 #include <map>
 
@@ -17,6 +15,7 @@
 #include "io/error.h"
 #include "io/result_store.h"
 #include "partition/task.h"
+#include "tests/support/test_support.h"
 
 namespace diffsearch::coordinator {
 namespace {
@@ -26,10 +25,7 @@ namespace fs = std::filesystem;
 class DistillQualityTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("distill_quality_" + std::to_string(getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    dir_ = diffsearch::testing::fresh_test_dir("distill_quality");
     for (const char* s : {
              "Generate a SD1.5 pipeline using the DDIM sampler with 20 steps, accelerated by DeepCache with "
              "1.5x speedup and precision loss not exceeding 0.05",

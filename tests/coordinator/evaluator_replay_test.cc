@@ -3,7 +3,6 @@
 #include "coordinator/evaluator_replay.h"
 
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -12,6 +11,7 @@
 #include "coordinator/evaluators.h"
 #include "io/error.h"
 #include "io/result_store.h"
+#include "tests/support/test_support.h"
 
 namespace diffsearch::coordinator {
 namespace {
@@ -73,10 +73,7 @@ worker::MeasurementUnit unit_of(const std::string& key, int first, int count, ui
 class ReplayEvaluatorTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("replay_test_" + std::to_string(getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    dir_ = diffsearch::testing::fresh_test_dir("replay_test");
     path_ = (dir_ / "recorded.h5").string();
     auto store = io::ResultStore::open(path_, {{"samples", 8}, {"seed", 0}}, false);
     io::EvaluationRow failed = recorded_row(kFailedUnit, 0);

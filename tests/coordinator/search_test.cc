@@ -4,7 +4,6 @@
 #include "coordinator/search.h"
 
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -15,6 +14,7 @@
 #include "io/results_merge.h"
 #include "io/error.h"
 #include "io/result_store.h"
+#include "tests/support/test_support.h"
 
 namespace diffsearch::coordinator {
 namespace {
@@ -49,10 +49,7 @@ std::size_t exhaustive_units(const SearchPlan& plan) {
 class SearchTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("search_test_" + std::to_string(getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    dir_ = diffsearch::testing::fresh_test_dir("search_test");
     options_.tasks = test_tasks();
     options_.samples = 4;
     options_.batch_size = 8;

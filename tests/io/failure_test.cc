@@ -10,7 +10,7 @@
 #include <stdexcept>
 
 #include "io/result_store.h"
-#include "test_support.h"
+#include "tests/support/test_support.h"
 
 namespace diffsearch {
 namespace {

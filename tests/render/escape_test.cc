@@ -1,16 +1,17 @@
 // The escapers: exact spellings for the cases that matter, and Python itself
 // reading every literal back to the bytes that went in.
-#include "codegen/escape.h"
+#include "render/escape.h"
 
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 
-namespace diffsearch::codegen {
+#include "tests/support/test_support.h"
+
+namespace diffsearch::render {
 namespace {
 
 namespace fs = std::filesystem;
@@ -126,8 +127,7 @@ TEST(Escape, PythonNumbersAndValues) {
 // Python evaluates every literal back to exactly the bytes that went in (raw
 // bytes through surrogateescape), and every comment stays one comment.
 TEST(Escape, PythonReadsTheLiteralsBack) {
-  const fs::path dir = fs::temp_directory_path() / ("escape_test_" + std::to_string(getpid()));
-  fs::create_directories(dir);
+  const fs::path dir = diffsearch::testing::fresh_test_dir("escape_test");
   const auto texts = hostile_texts();
   {
     std::ofstream py(dir / "check.py", std::ios::binary);
@@ -150,16 +150,12 @@ TEST(Escape, PythonReadsTheLiteralsBack) {
     }
     expected += (expected.empty() ? "" : ",") + hex;
   }
-  const std::string cmd = "/usr/bin/python3 " + (dir / "check.py").string() + " '" + expected + "' 2>&1";
-  FILE* pipe = popen(cmd.c_str(), "r");
-  ASSERT_NE(pipe, nullptr);
-  std::string out;
-  char buf[512];
-  while (std::fgets(buf, sizeof buf, pipe)) out += buf;
-  EXPECT_EQ(pclose(pipe), 0) << out;
-  EXPECT_EQ(out, "ok " + std::to_string(texts.size()) + "\n");
+  const auto python =
+      diffsearch::testing::run_command("/usr/bin/python3 " + (dir / "check.py").string() + " '" + expected + "' 2>&1");
+  EXPECT_EQ(python.code, 0) << python.out;
+  EXPECT_EQ(python.out, "ok " + std::to_string(texts.size()) + "\n");
   fs::remove_all(dir);
 }
 
 }  // namespace
-}  // namespace diffsearch::codegen
+}  // namespace diffsearch::render

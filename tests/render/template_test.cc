@@ -1,7 +1,7 @@
 // The template renderer: values, filters, sections, whole-line section tags,
 // every malformed template and every misused value refused with its place;
-// and the embedded templates are the files in codegen/templates/.
-#include "codegen/template.h"
+// and each consumer's embedded templates are the files of its templates/.
+#include "render/template.h"
 
 #include <gtest/gtest.h>
 
@@ -9,10 +9,12 @@
 #include <fstream>
 #include <sstream>
 
-#include "codegen/templates.h"
+#include "codegen/codegen.h"
 #include "io/error.h"
+#include "report/render.h"
+#include "slurm/batch_script.h"
 
-namespace diffsearch::codegen {
+namespace diffsearch::render {
 namespace {
 
 std::string render(const std::string& source, const TemplateContext& c) { return Template("t.tmpl", source).render(c); }
@@ -38,6 +40,11 @@ TEST(Template, ValuesAndFilters) {
   EXPECT_EQ(render("{{k|url}}", c), "a%20b");
   EXPECT_EQ(render("<td title=\"{{t|html}}\">", c), "<td title=\"it&#39;s&#10;&lt;b&gt;|\">");
   EXPECT_EQ(render("{{k|py}}", c), "'a b'");
+  // One shell word whatever the text: plain words stay, others are quoted.
+  EXPECT_EQ(render("x={{k|sh}}", c), "x='a b'");
+  c.text("plain", "results/run-1.h5");
+  EXPECT_EQ(render("x={{plain|sh}}", c), "x=results/run-1.h5");
+  EXPECT_EQ(render("{{t|sh}}", c), "'it'\\''s\n<b>|'");
   EXPECT_EQ(render("no tags } here }}", c), "no tags } here }}");
   // Values are not templates: their braces come out as they are.
   c.text("braces", "{{n}}");
@@ -109,30 +116,45 @@ TEST(Template, MisusedValuesAreRefusedWithTheirPlace) {
   EXPECT_NE(error_of("{{#each items}}{{nope}}{{/each}}", c).find("no value named \"nope\""), std::string::npos);
 }
 
-// What the executable renders is what the template folders hold (those
-// codegen/templates.cmake embeds), and every embedded template parses.
+// What the executable renders is what each consumer's template folder holds
+// (render/embed.cmake embeds them), and every embedded template parses.
 TEST(Template, EmbeddedTemplatesAreTheSourceFiles) {
+  struct Consumer {
+    const char* folder;
+    const TemplateFiles& (*templates)();
+    const std::string& (*find)(const std::string&);
+  };
+  const Consumer consumers[] = {
+      {"codegen/templates", codegen::embedded_templates, codegen::embedded_template},
+      {"slurm/templates", slurm::embedded_templates, slurm::embedded_template},
+      {"report/templates", report::embedded_templates, report::embedded_template},
+  };
   const std::filesystem::path source(DIFFSEARCH_SOURCE_DIR);
-  std::size_t files = 0;
-  for (const auto& dir : {source / "codegen" / "templates", source / "slurm" / "templates",
-                          source / "report" / "templates"}) {
-    if (!std::filesystem::is_directory(dir)) continue;
-    for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+  for (const auto& consumer : consumers) {
+    std::size_t files = 0;
+    for (const auto& entry : std::filesystem::directory_iterator(source / consumer.folder)) {
       if (entry.path().extension() != ".tmpl") continue;
       ++files;
       std::ifstream in(entry.path(), std::ios::binary);
       std::stringstream text;
       text << in.rdbuf();
       const std::string name = entry.path().filename().string();
-      EXPECT_EQ(embedded_template(name), text.str()) << name;
-      EXPECT_NO_THROW(Template(name, embedded_template(name))) << name;
+      EXPECT_EQ(consumer.find(name), text.str()) << consumer.folder << "/" << name;
+      EXPECT_NO_THROW(Template(name, consumer.find(name))) << consumer.folder << "/" << name;
+    }
+    EXPECT_GT(files, 0u) << consumer.folder;
+    EXPECT_EQ(consumer.templates().size(), files) << consumer.folder;
+    try {
+      consumer.find("nope.tmpl");
+      ADD_FAILURE() << consumer.folder << ": an unknown template was found";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(consumer.folder), std::string::npos) << e.what();
     }
   }
-  EXPECT_NO_THROW(embedded_template("script.py.tmpl"));
-  EXPECT_NO_THROW(embedded_template("readme.md.tmpl"));
-  EXPECT_EQ(embedded_templates().size(), files);
-  EXPECT_THROW(embedded_template("nope.tmpl"), Error);
+  EXPECT_NO_THROW(codegen::embedded_template("script.py.tmpl"));
+  EXPECT_NO_THROW(slurm::embedded_template("slurm_job.sh.tmpl"));
+  EXPECT_NO_THROW(report::embedded_template("report.html.tmpl"));
 }
 
 }  // namespace
-}  // namespace diffsearch::codegen
+}  // namespace diffsearch::render

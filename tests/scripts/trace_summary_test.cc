@@ -3,42 +3,30 @@
 // include their children, UNet forwards are grouped by what ran in them,
 // and what is not a trace is refused with the file's name.
 #include <gtest/gtest.h>
-#include <unistd.h>
 
-#include <array>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <string>
 
 #include <nlohmann/json.hpp>
 
+#include "tests/support/test_support.h"
+
 namespace {
 
 namespace fs = std::filesystem;
 
-struct Result {
-  int status = -1;
-  std::string output;
-};
+using Result = diffsearch::testing::CommandResult;
 
+// The script's stdout and stderr together.
 Result summarize(const std::string& trace, const std::string& args = "") {
-  const std::string cmd = "python3 " DIFFSEARCH_SOURCE_DIR "/scripts/trace_summary.py " + trace + " " + args + " 2>&1";
-  Result r;
-  FILE* pipe = popen(cmd.c_str(), "r");
-  if (pipe == nullptr) return r;
-  std::array<char, 4096> buf{};
-  while (fgets(buf.data(), buf.size(), pipe) != nullptr) r.output += buf.data();
-  r.status = pclose(pipe);
-  return r;
+  return diffsearch::testing::run_command("python3 " DIFFSEARCH_SOURCE_DIR "/scripts/trace_summary.py " + trace + " " +
+                                          args + " 2>&1");
 }
 
 class TraceSummary : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("trace_summary_" + std::to_string(getpid()));
-    fs::create_directories(dir_);
-  }
+  void SetUp() override { dir_ = diffsearch::testing::fresh_test_dir("trace_summary"); }
   void TearDown() override { fs::remove_all(dir_); }
   std::string write(const std::string& name, const std::string& text) {
     const std::string path = (dir_ / name).string();
@@ -66,28 +54,28 @@ TEST_F(TraceSummary, KernelsGoToTheRegionsOpenAtTheirLaunch) {
        {region("unet", 0, 100), region("down.0", 10, 50), region("resnet", 12, 30), launch(1, 15), launch(2, 60),
         launch(3, 200), kernel(1, "conv_kernel", 30), kernel(2, "add_kernel", 5), kernel(3, "copy_kernel", 7)}}};
   const Result r = summarize(write("t.json", trace.dump()), "--top resnet");
-  ASSERT_EQ(r.status, 0) << r.output;
-  EXPECT_NE(r.output.find("GPU time (kernels, copies, memsets): 0.042 ms; outside regions 0.007 ms"),
-            std::string::npos) << r.output;
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("GPU time (kernels, copies, memsets): 0.042 ms; outside regions 0.007 ms"),
+            std::string::npos) << r.out;
   // Inclusive: unet holds both of its kernels, resnet only the convolution.
-  EXPECT_NE(r.output.find("unet/down.0/resnet"), std::string::npos) << r.output;
-  EXPECT_NE(r.output.find("0.035     0.005"), std::string::npos) << "down.0: 35 us in all, 5 of its own: " << r.output;
-  EXPECT_NE(r.output.find("1 x median      35.0 us  (1 resnets, 0 transformers)"), std::string::npos) << r.output;
-  EXPECT_NE(r.output.find("kernels under 'resnet' (0.030 ms)"), std::string::npos) << r.output;
-  EXPECT_EQ(r.output.find("add_kernel\n", r.output.find("kernels under 'resnet'")), std::string::npos)
-      << "the add ran outside resnet: " << r.output;
+  EXPECT_NE(r.out.find("unet/down.0/resnet"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("0.035     0.005"), std::string::npos) << "down.0: 35 us in all, 5 of its own: " << r.out;
+  EXPECT_NE(r.out.find("1 x median      35.0 us  (1 resnets, 0 transformers)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("kernels under 'resnet' (0.030 ms)"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("add_kernel\n", r.out.find("kernels under 'resnet'")), std::string::npos)
+      << "the add ran outside resnet: " << r.out;
 }
 
 TEST_F(TraceSummary, WhatIsNotATraceIsRefusedByName) {
   for (const char* text : {"{not json", "{\"events\": []}"}) {
     const std::string path = write("bad.json", text);
     const Result r = summarize(path);
-    EXPECT_NE(r.status, 0) << text;
-    EXPECT_NE(r.output.find(path), std::string::npos) << r.output;
+    EXPECT_NE(r.code, 0) << text;
+    EXPECT_NE(r.out.find(path), std::string::npos) << r.out;
   }
   const Result missing = summarize((dir_ / "missing.json").string());
-  EXPECT_NE(missing.status, 0);
-  EXPECT_NE(missing.output.find("missing.json"), std::string::npos) << missing.output;
+  EXPECT_NE(missing.code, 0);
+  EXPECT_NE(missing.out.find("missing.json"), std::string::npos) << missing.out;
 }
 
 }  // namespace

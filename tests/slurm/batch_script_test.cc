@@ -5,21 +5,19 @@
 #include "slurm/batch_script.h"
 
 #include <gtest/gtest.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
 #include "io/error.h"
-#include "test_support.h"
+#include "tests/support/test_support.h"
 
 namespace diffsearch::slurm {
 namespace {
 
 namespace fs = std::filesystem;
+using diffsearch::testing::run_command;
 
 BatchOptions gpu_options() {
   BatchOptions o;
@@ -56,27 +54,22 @@ bool has_line(const std::string& script, const std::string& line) {
   return false;
 }
 
+// A script in a folder of its own (numbered, as a test may hold several).
 class ScriptFile {
  public:
-  explicit ScriptFile(const std::string& text) {
-    path_ = (fs::temp_directory_path() / ("batch_script_test_" + std::to_string(getpid()) + "_" +
-                                          std::to_string(counter_++) + ".sh")).string();
+  explicit ScriptFile(const std::string& text)
+      : dir_(diffsearch::testing::fresh_test_dir("batch_script_test_" + std::to_string(counter_++))),
+        path_((dir_ / "job.sh").string()) {
     std::ofstream(path_) << text;
   }
-  ~ScriptFile() { fs::remove(path_); }
+  ~ScriptFile() { fs::remove_all(dir_); }
   const std::string& path() const { return path_; }
 
  private:
   static inline int counter_ = 0;
+  fs::path dir_;
   std::string path_;
 };
-
-// Runs `command`, returning its exit status and stdout.
-int run(const std::string& command, std::string* out) {
-  const auto r = diffsearch::testing::run_command(command);
-  if (out) *out = r.out;
-  return r.code;
-}
 
 TEST(BatchScript, GpuJobAsksForGpusAndACoordinatorSlot) {
   const std::string s = render_batch_script(gpu_options());
@@ -98,7 +91,7 @@ TEST(BatchScript, GpuJobAsksForGpusAndACoordinatorSlot) {
   const auto first_command = s.find("\nset -uo pipefail");
   EXPECT_LT(s.rfind("#SBATCH"), first_command);
   ScriptFile f(s);
-  EXPECT_EQ(run("bash -n " + f.path() + " 2>&1", nullptr), 0);
+  EXPECT_EQ(run_command("bash -n " + f.path() + " 2>&1").code, 0);
 }
 
 TEST(BatchScript, CpuJobArrayAndMpirun) {
@@ -118,7 +111,7 @@ TEST(BatchScript, CpuJobArrayAndMpirun) {
   EXPECT_EQ(s.find("--partition"), std::string::npos);
   EXPECT_NE(s.find("r.shard-0-of-3.h5"), std::string::npos) << "the header names the shard files";
   ScriptFile f(s);
-  EXPECT_EQ(run("bash -n " + f.path() + " 2>&1", nullptr), 0);
+  EXPECT_EQ(run_command("bash -n " + f.path() + " 2>&1").code, 0);
 }
 
 // What bash makes of the settings block: the words the search would get.
@@ -127,8 +120,9 @@ std::vector<std::string> settings_as_bash_reads_them(const std::string& script) 
   EXPECT_NE(end, std::string::npos);
   ScriptFile f(script.substr(0, end) +
                "printf '%s\\0' \"$diffsearch\" \"$results\" \"${search_args[@]}\"\n");
-  std::string out;
-  EXPECT_EQ(run("bash " + f.path(), &out), 0);
+  const auto bash = run_command("bash " + f.path());
+  EXPECT_EQ(bash.code, 0);
+  const std::string& out = bash.out;
   std::vector<std::string> words;
   std::size_t pos = 0;
   while (pos < out.size()) {
@@ -140,8 +134,8 @@ std::vector<std::string> settings_as_bash_reads_them(const std::string& script) 
 }
 
 TEST(BatchScript, SearchArgumentsReachTheSearchWordForWord) {
-  const fs::path marker = fs::temp_directory_path() / ("injected_" + std::to_string(getpid()));
-  fs::remove(marker);
+  // Its own folder: the scripts' folders come and go while it must stay absent.
+  const fs::path marker = diffsearch::testing::fresh_test_dir("batch_script_marker") / "injected";
   const std::vector<std::string> hostile = {
       "my tasks.txt", "$(touch " + marker.string() + ")", "`touch " + marker.string() + "`", "it's \"quoted\"",
       "two\nlines", "; touch " + marker.string(), "${HOME}", "*", "-", "caf\xc3\xa9", "a\\b", "#not a comment", ""};
@@ -168,7 +162,8 @@ TEST(BatchScript, SearchArgumentsReachTheSearchWordForWord) {
   // The render command is one comment line, whatever it holds.
   EXPECT_EQ(s.find("\ny)"), std::string::npos) << s;
   ScriptFile f(s);
-  EXPECT_EQ(run("bash -n " + f.path() + " 2>&1", nullptr), 0);
+  EXPECT_EQ(run_command("bash -n " + f.path() + " 2>&1").code, 0);
+  fs::remove_all(marker.parent_path());
 }
 
 TEST(BatchScript, ResumeAndOutAreTheScriptsOwn) {

@@ -7,24 +7,20 @@
 // a two-shard job array whose merged results answer as one unsharded search.
 // Skipped, saying so, only where slurmctld is not installed.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
-#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <regex>
 #include <set>
-#include <sstream>
 #include <thread>
 
 #include <nlohmann/json.hpp>
 
 #include "io/result_store.h"
-#include "test_support.h"
+#include "tests/support/test_support.h"
 
 namespace {
 
@@ -34,19 +30,8 @@ using Clock = std::chrono::steady_clock;
 const std::string kSource = DIFFSEARCH_SOURCE_DIR;
 const std::string kBin = DIFFSEARCH_BIN;
 
-// Runs `command` with sh; returns the exit status and, if asked, stdout.
-int run(const std::string& command, std::string* out = nullptr) {
-  const auto r = diffsearch::testing::run_command(command);
-  if (out) *out = r.out;
-  return r.code;
-}
-
-std::string read(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using diffsearch::testing::read_text_file;
+using diffsearch::testing::run_command;
 
 bool slurm_installed() {
   for (const char* dir : {"/usr/sbin/", "/usr/bin/", "/usr/local/sbin/"}) {
@@ -59,18 +44,17 @@ class LocalSlurm : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     if (!slurm_installed()) return;
-    std::string out;
-    const int code = run("bash " + kSource + "/slurm/testing/local-slurm-start.sh --stop-with " +
-                             std::to_string(getpid()) + " 2>&1",
-                         &out);
+    const auto started = run_command("bash " + kSource + "/slurm/testing/local-slurm-start.sh --stop-with " +
+                                     std::to_string(getpid()) + " 2>&1");
+    const std::string& out = started.out;
     start_output_ = out;
-    if (code != 0) return;
+    if (started.code != 0) return;
     std::smatch m;
     if (std::regex_search(out, m, std::regex("export SLURM_CONF=(\\S+)"))) setenv("SLURM_CONF", m[1].str().c_str(), 1);
     if (std::regex_search(out, m, std::regex("export DIFFSEARCH_SLURM_DIR=(\\S+)"))) cluster_dir_ = m[1].str();
   }
   static void TearDownTestSuite() {
-    if (!cluster_dir_.empty()) run("bash " + kSource + "/slurm/testing/local-slurm-stop.sh " + cluster_dir_);
+    if (!cluster_dir_.empty()) run_command("bash " + kSource + "/slurm/testing/local-slurm-stop.sh " + cluster_dir_);
     cluster_dir_.clear();
   }
 
@@ -98,22 +82,20 @@ class LocalSlurm : public ::testing::Test {
   // Renders a CPU job of `tasks` processes on this node's 2 cores; returns the script's path.
   std::string render(const std::string& options, const std::string& filter, int tasks = 3) const {
     const std::string script = path("job.sh");
-    std::string out;
-    const int code = run("cd " + dir_.string() + " && " + kBin + " slurm render --gpus-per-node 0 --ntasks-per-node " +
-                             std::to_string(tasks) + " --overcommit --time 00:30:00 " +
-                             options + " -o " + script + " -- " + search_args(filter) + " 2>&1",
-                         &out);
-    EXPECT_EQ(code, 0) << out;
+    const auto rendered = run_command("cd " + dir_.string() + " && " + kBin +
+                                      " slurm render --gpus-per-node 0 --ntasks-per-node " + std::to_string(tasks) +
+                                      " --overcommit --time 00:30:00 " + options + " -o " + script + " -- " +
+                                      search_args(filter) + " 2>&1");
+    EXPECT_EQ(rendered.code, 0) << rendered.out;
     return script;
   }
   std::string submit(const std::string& script) const {
-    std::string out;
-    EXPECT_EQ(run("sbatch --parsable " + script + " 2>&1", &out), 0) << out;
-    return out.substr(0, out.find_first_of(";\n"));
+    const auto r = run_command("sbatch --parsable " + script + " 2>&1");
+    EXPECT_EQ(r.code, 0) << r.out;
+    return r.out.substr(0, r.out.find_first_of(";\n"));
   }
   static std::string job_field(const std::string& job, const std::string& field) {
-    std::string out;
-    run("scontrol show job " + job + " 2>/dev/null", &out);
+    const std::string out = run_command("scontrol show job " + job + " 2>/dev/null").out;
     std::smatch m;
     if (std::regex_search(out, m, std::regex(field + "=(\\S+)"))) return m[1].str();
     return "";
@@ -122,13 +104,12 @@ class LocalSlurm : public ::testing::Test {
   // the final states (one per array task).
   std::vector<std::string> wait_for(const std::string& job, int timeout_s = 300) const {
     const auto start = Clock::now();
-    std::string out;
     while (Clock::now() - start < std::chrono::seconds(timeout_s)) {
-      run("squeue -h -j " + job + " -o %T 2>/dev/null", &out);
-      if (out.find_first_not_of(" \n") == std::string::npos) break;
+      const std::string queued = run_command("squeue -h -j " + job + " -o %T 2>/dev/null").out;
+      if (queued.find_first_not_of(" \n") == std::string::npos) break;
       std::this_thread::sleep_for(std::chrono::milliseconds(500));
     }
-    run("scontrol show job " + job + " 2>/dev/null", &out);
+    const std::string out = run_command("scontrol show job " + job + " 2>/dev/null").out;
     std::vector<std::string> states;
     const std::regex state("JobState=(\\S+)");
     for (auto it = std::sregex_iterator(out.begin(), out.end(), state); it != std::sregex_iterator(); ++it) {
@@ -140,20 +121,18 @@ class LocalSlurm : public ::testing::Test {
     std::string text;
     if (fs::exists(path("slurm-logs"))) {
       for (const auto& f : fs::directory_iterator(path("slurm-logs"))) {
-        text += "== " + f.path().string() + "\n" + read(f.path().string());
+        text += "== " + f.path().string() + "\n" + read_text_file(f.path());
       }
     }
     text += "== slurmd.log (tail)\n";
-    std::string tail;
-    run("tail -n 30 " + cluster_dir_ + "/log/slurmd.log", &tail);
-    return text + tail;
+    return text + run_command("tail -n 30 " + cluster_dir_ + "/log/slurmd.log").out;
   }
   // search_params.json without row numbers (where a row sits depends on the file).
   std::string answers(const std::string& results) const {
     const std::string out = results + ".params.json";
-    std::string log;
-    EXPECT_EQ(run(kBin + " distill " + results + " --grid 4 -o " + out + " 2>&1", &log), 0) << log;
-    auto j = nlohmann::json::parse(read(out));
+    const auto distill = run_command(kBin + " distill " + results + " --grid 4 -o " + out + " 2>&1");
+    EXPECT_EQ(distill.code, 0) << distill.out;
+    auto j = nlohmann::json::parse(read_text_file(out));
     for (auto& [k, v] : j.items()) {
       if (k[0] != '_') v.erase("rows");
     }
@@ -203,8 +182,8 @@ TEST_F(LocalSlurm, RenderedScriptRunsTheDemoSearch) {
   EXPECT_EQ(ranks, (std::set<int64_t>{1, 2})) << "two workers under srun --mpi=pmix";
   EXPECT_EQ(results.runs.back()["attributes"]["processes"], 3);
 
-  ASSERT_EQ(run(kBin + " distill " + path("results.h5") + " --grid 4 -o " + path("search_params.json")), 0);
-  const auto params = nlohmann::json::parse(read(path("search_params.json")));
+  ASSERT_EQ(run_command(kBin + " distill " + path("results.h5") + " --grid 4 -o " + path("search_params.json")).code, 0);
+  const auto params = nlohmann::json::parse(read_text_file(path("search_params.json")));
   std::size_t tasks = 0;
   for (const auto& [key, answer] : params.items()) {
     if (key[0] == '_' || key.find("/ddim/20/deepcache/") == std::string::npos) continue;
@@ -230,8 +209,8 @@ void LocalSlurm::interrupt_and_resume(const std::string& launcher, const std::st
   }
   const std::size_t before = diffsearch::testing::journal_evaluation_rows(path("results.h5"));
   ASSERT_GE(before, 4u) << logs();
-  std::string out;
-  ASSERT_EQ(run(interrupt + " " + job + " 2>&1", &out), 0) << out;
+  const auto interrupted = run_command(interrupt + " " + job + " 2>&1");
+  ASSERT_EQ(interrupted.code, 0) << interrupted.out;
   // Slurm holds a requeued job back for two minutes (BeginTime); release it once pending.
   const auto requeued = Clock::now();
   while (job_field(job, "JobState") != "PENDING" && Clock::now() - requeued < std::chrono::seconds(120)) {
@@ -241,7 +220,8 @@ void LocalSlurm::interrupt_and_resume(const std::string& launcher, const std::st
   // Not at once: slurmd refuses to launch a job whose last credential was revoked (by
   // the requeue) within the same second as the new one was made.
   std::this_thread::sleep_for(std::chrono::seconds(2));
-  ASSERT_EQ(run("scontrol update JobId=" + job + " StartTime=now 2>&1", &out), 0) << out;
+  const auto released = run_command("scontrol update JobId=" + job + " StartTime=now 2>&1");
+  ASSERT_EQ(released.code, 0) << released.out;
 
   const auto states = wait_for(job);
   ASSERT_EQ(states, std::vector<std::string>{"COMPLETED"}) << logs();
@@ -285,18 +265,14 @@ TEST_F(LocalSlurm, TwoShardArrayMergedAnswersAsOneSearch) {
     EXPECT_EQ(c.config["shard"]["index"], shard);
     for (const auto& unit : expect_complete(c)) EXPECT_TRUE(all_units.insert(unit).second) << unit << " in both shards";
   }
-  std::string out;
-  ASSERT_EQ(run(kBin + " merge " + path("results.shard-0-of-2.h5") + " " + path("results.shard-1-of-2.h5") + " -o " +
-                    path("merged.h5") + " 2>&1",
-                &out),
-            0)
-      << out;
+  const auto merged_run = run_command(kBin + " merge " + path("results.shard-0-of-2.h5") + " " +
+                                     path("results.shard-1-of-2.h5") + " -o " + path("merged.h5") + " 2>&1");
+  ASSERT_EQ(merged_run.code, 0) << merged_run.out;
 
   // The same search unsharded, in one process outside Slurm.
-  ASSERT_EQ(run("cd " + dir_.string() + " && " + kBin + " search " + search_args(filter, path("whole.h5")) + " 2>&1",
-                &out),
-            0)
-      << out;
+  const auto whole_run =
+      run_command("cd " + dir_.string() + " && " + kBin + " search " + search_args(filter, path("whole.h5")) + " 2>&1");
+  ASSERT_EQ(whole_run.code, 0) << whole_run.out;
   const auto whole = diffsearch::io::read_results(path("whole.h5"));
   EXPECT_EQ(expect_complete(whole), all_units);
   EXPECT_EQ(diffsearch::io::read_results(path("merged.h5")).config, whole.config);

@@ -3,23 +3,21 @@
 // search, the merged file is an ordinary results file (status, distill,
 // h5py, --resume with the unsharded command), and wrong inputs are refused.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <set>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 
 #include "io/result_store.h"
-#include "test_support.h"
+#include "tests/support/test_support.h"
 
 namespace {
 
 namespace fs = std::filesystem;
+using diffsearch::testing::read_text_file;
+using diffsearch::testing::run_command;
 
 class ShardMergeTest : public ::testing::Test {
  protected:
@@ -29,28 +27,20 @@ class ShardMergeTest : public ::testing::Test {
   void TearDown() override { fs::remove_all(dir_); }
   std::string path(const std::string& name) const { return (dir_ / name).string(); }
 
-  static std::string read(const std::string& file) {
-    std::ifstream in(file);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-  }
   // Three baseline groups (SD1.5, SD2.1, SDXL with DDIM, 20 steps): 21 DeepCache tasks, 18 units.
   std::string search(const std::string& out, const std::string& extra = "") const {
     return std::string(DIFFSEARCH_BIN) + " search --grid 4 --filter /ddim/20/deepcache/ --space " + DIFFSEARCH_SOURCE_DIR +
            "/data/demo/space.json --num-samples 2 --speed-measure macs --evaluator fake --strategy exhaustive --out " + out +
            " " + extra;
   }
-  int run(const std::string& command) const {
-    const int status = std::system((command + " >> " + path("log.txt") + " 2>&1").c_str());
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  }
-  std::string log() const { return read(path("log.txt")); }
+  // Runs `command`, its output appended to log.txt; returns its exit status.
+  int run(const std::string& command) const { return run_command(command + " >> " + path("log.txt") + " 2>&1").code; }
+  std::string log() const { return read_text_file(path("log.txt")); }
   // search_params.json without row numbers (where a row sits depends on the file).
   std::string answers(const std::string& results) {
     const std::string out = results + ".params.json";
     EXPECT_EQ(run(std::string(DIFFSEARCH_BIN) + " distill " + results + " --grid 4 -o " + out), 0) << log();
-    auto j = nlohmann::json::parse(read(out));
+    auto j = nlohmann::json::parse(read_text_file(out));
     std::size_t answered = 0;
     for (auto& [k, v] : j.items()) {
       if (k[0] == '_') continue;
@@ -99,10 +89,9 @@ TEST_F(ShardMergeTest, TwoShardsMergedAnswerAsOneSearch) {
   EXPECT_EQ(merged.rows.size(), s0.rows.size() + s1.rows.size());
 
   // status reads it, counting the units of both shards.
-  const std::string status_out = path("status.json");
-  ASSERT_EQ(std::system((std::string(DIFFSEARCH_BIN) + " status --json " + path("all.h5") + " > " + status_out).c_str()),
-            0);
-  const auto status = nlohmann::json::parse(read(status_out));
+  const auto status_run = run_command(std::string(DIFFSEARCH_BIN) + " status --json " + path("all.h5"));
+  ASSERT_EQ(status_run.code, 0);
+  const auto status = nlohmann::json::parse(status_run.out);
   EXPECT_EQ(status["units_ok"], units_whole.size());
   EXPECT_EQ(status["units_total"], units_whole.size());
 
@@ -152,7 +141,7 @@ TEST_F(ShardMergeTest, WrongShardsAndFilesRefused) {
 
   // An unfinished shard (its journal cut short): refused, or merged with --partial.
   {
-    const std::string journal = read(path("s1.h5.journal"));
+    const std::string journal = read_text_file(path("s1.h5.journal"));
     std::size_t cut = journal.size() - 1;
     for (int lines = 0; lines < 3; ++lines) cut = journal.rfind('\n', cut - 1);
     std::ofstream(path("s1.h5.journal"), std::ios::trunc) << journal.substr(0, cut + 1);

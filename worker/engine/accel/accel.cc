@@ -1,6 +1,6 @@
 // `--accel` specs (parsing, the reference's defaults, range checks) and the
 // composition of the DeepCache, ToMe and T-GATE policies of one run.
-#include "worker/engine/accel.h"
+#include "worker/engine/accel/accel.h"
 
 #include <algorithm>
 #include <cctype>
@@ -9,10 +9,10 @@
 #include <cstdlib>
 
 #include "io/error.h"
-#include "worker/engine/policy_deepcache.h"
-#include "worker/engine/policy_tgate.h"
-#include "worker/engine/policy_tome.h"
-#include "worker/engine/unet.h"
+#include "worker/engine/accel/policy_deepcache.h"
+#include "worker/engine/accel/policy_tgate.h"
+#include "worker/engine/accel/policy_tome.h"
+#include "worker/engine/models/unet.h"
 
 namespace diffsearch::engine {
 

@@ -10,8 +10,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "worker/engine/pipeline.h"
-#include "worker/engine/unet_hooks.h"
+#include "worker/engine/pipeline/pipeline.h"
+#include "worker/engine/models/unet_hooks.h"
 
 namespace diffsearch::engine {
 

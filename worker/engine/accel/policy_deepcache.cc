@@ -1,6 +1,6 @@
 // DeepCache: which modules DeepCacheSDHelper reuses on partial steps, its
 // uniform full-step rule, and the paper's non-uniform schedule.
-#include "worker/engine/policy_deepcache.h"
+#include "worker/engine/accel/policy_deepcache.h"
 
 #include <algorithm>
 #include <cmath>
@@ -12,7 +12,7 @@
 #include <ATen/ATen.h>
 
 #include "io/error.h"
-#include "worker/engine/unet.h"
+#include "worker/engine/models/unet.h"
 
 namespace diffsearch::engine {
 

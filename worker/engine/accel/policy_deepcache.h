@@ -7,8 +7,8 @@
 #include <tuple>
 #include <vector>
 
-#include "worker/engine/pipeline.h"
-#include "worker/engine/unet_hooks.h"
+#include "worker/engine/pipeline/pipeline.h"
+#include "worker/engine/models/unet_hooks.h"
 
 namespace diffsearch::engine {
 

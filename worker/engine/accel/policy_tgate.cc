@@ -1,6 +1,6 @@
 // T-GATE (v2): the caching schedule of tgate_scheduler, attention outputs kept
 // per attention layer, and CFG dropped from the gate step on.
-#include "worker/engine/policy_tgate.h"
+#include "worker/engine/accel/policy_tgate.h"
 
 #include <ATen/ATen.h>
 

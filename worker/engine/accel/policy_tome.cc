@@ -1,6 +1,6 @@
 // ToMe for SD: tomesd's destination windows, bipartite soft matching with
 // mean merging, and the per-block decision of compute_merge.
-#include "worker/engine/policy_tome.h"
+#include "worker/engine/accel/policy_tome.h"
 
 #include <algorithm>
 #include <cmath>
@@ -13,11 +13,11 @@
 #include <torch/version.h>
 
 #include "io/error.h"
-#include "worker/engine/cuda_kernels.h"
-#include "worker/engine/device.h"
-#include "worker/engine/nn.h"
-#include "worker/engine/profile_scope.h"
-#include "worker/engine/tome_kernels.h"
+#include "worker/engine/kernels/cuda_kernels.h"
+#include "worker/engine/core/device.h"
+#include "worker/engine/core/nn.h"
+#include "worker/engine/core/profile_scope.h"
+#include "worker/engine/kernels/tome_kernels.h"
 
 namespace diffsearch::engine {
 

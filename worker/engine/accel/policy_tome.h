@@ -12,8 +12,8 @@
 
 #include <ATen/core/Tensor.h>
 
-#include "worker/engine/pipeline.h"
-#include "worker/engine/unet_hooks.h"
+#include "worker/engine/pipeline/pipeline.h"
+#include "worker/engine/models/unet_hooks.h"
 
 namespace diffsearch::engine {
 

@@ -1,6 +1,6 @@
 // CLIP encoder layer forward pass: layer norm, multi-head self-attention,
 // layer norm, MLP (fc1, activation, fc2), counted in the MAC counter.
-#include "worker/engine/clip_encoder.h"
+#include "worker/engine/clip/clip_encoder.h"
 
 #include <cmath>
 #include <limits>

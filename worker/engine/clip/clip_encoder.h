@@ -8,8 +8,8 @@
 #include <ATen/core/Tensor.h>
 #include <nlohmann/json_fwd.hpp>
 
-#include "worker/engine/nn.h"
-#include "worker/engine/weights.h"
+#include "worker/engine/core/nn.h"
+#include "worker/engine/core/weights.h"
 
 namespace diffsearch::engine {
 

@@ -1,6 +1,6 @@
 // CLIP text encoder forward pass: token and position embeddings, pre-norm
 // transformer layers under a causal mask, final layer norm, end-token pooling.
-#include "worker/engine/clip_text.h"
+#include "worker/engine/clip/clip_text.h"
 
 #include <cmath>
 #include <limits>

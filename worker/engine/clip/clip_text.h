@@ -10,9 +10,9 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "io/diffusers_folder.h"
-#include "worker/engine/clip_encoder.h"
-#include "worker/engine/nn.h"
-#include "worker/engine/weights.h"
+#include "worker/engine/clip/clip_encoder.h"
+#include "worker/engine/core/nn.h"
+#include "worker/engine/core/weights.h"
 
 namespace diffsearch::engine {
 

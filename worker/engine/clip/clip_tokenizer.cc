@@ -1,6 +1,6 @@
 // CLIP BPE tokenizer: file loading, added-token splitting, normalization, CLIP's
 // pre-tokenization regex, byte-level mapping, BPE merges with a cache, padding.
-#include "worker/engine/clip_tokenizer.h"
+#include "worker/engine/clip/clip_tokenizer.h"
 
 #include <nlohmann/json.hpp>
 
@@ -17,7 +17,7 @@
 
 #include "io/error.h"
 #include "io/log/log.h"
-#include "worker/engine/unicode_tables.h"
+#include "worker/engine/clip/unicode_tables.h"
 
 namespace diffsearch::engine {
 namespace {

@@ -1,6 +1,6 @@
 // CLIP vision forward pass: patch convolution, class token, position
 // embeddings, pre-norm, encoder layers with full attention, class-token pooling.
-#include "worker/engine/clip_vision.h"
+#include "worker/engine/clip/clip_vision.h"
 
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>

@@ -1,6 +1,6 @@
 // Device helpers over libtorch; the CUDA calls sit behind DIFFSEARCH_WITH_CUDA
 // so the CPU-only Debian libtorch builds too.
-#include "worker/engine/device.h"
+#include "worker/engine/core/device.h"
 
 #include <sys/resource.h>
 

@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <string>
 
-#include "worker/engine/weights.h"
+#include "worker/engine/core/weights.h"
 
 namespace diffsearch::engine {
 

@@ -1,6 +1,6 @@
 // Layer loading and forward passes, each adding its multiply-accumulates to
 // the per-thread counter.
-#include "worker/engine/nn.h"
+#include "worker/engine/core/nn.h"
 
 #include <cstdint>
 #include <vector>
@@ -9,9 +9,9 @@
 #include <torch/version.h>
 
 #include "io/error.h"
-#include "worker/engine/cuda_kernels.h"
-#include "worker/engine/device.h"
-#include "worker/engine/group_norm_kernels.h"
+#include "worker/engine/kernels/cuda_kernels.h"
+#include "worker/engine/core/device.h"
+#include "worker/engine/kernels/group_norm_kernels.h"
 
 namespace diffsearch::engine {
 namespace macs {

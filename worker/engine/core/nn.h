@@ -7,7 +7,7 @@
 
 #include <ATen/core/Tensor.h>
 
-#include "worker/engine/weights.h"
+#include "worker/engine/core/weights.h"
 
 namespace diffsearch::engine {
 

@@ -1,6 +1,6 @@
 // Weights by name: safetensors views wrapped without copying, then converted
 // once to the run dtype and device.
-#include "worker/engine/weights.h"
+#include "worker/engine/core/weights.h"
 
 #include <cmath>
 #include <cstring>

@@ -1,4 +1,4 @@
-#include "worker/engine/cuda_kernels.h"
+#include "worker/engine/kernels/cuda_kernels.h"
 
 #include <stdexcept>
 
@@ -7,7 +7,7 @@
 #endif
 
 #include "io/error.h"
-#include "worker/engine/device.h"
+#include "worker/engine/core/device.h"
 
 namespace diffsearch::engine {
 

@@ -1,12 +1,12 @@
 // GroupNorm over NHWC activations in three kernels (see group_norm_kernels.h).
 // Built where DIFFSEARCH_CUDA_KERNELS allows (CMakeLists.txt); nn.cc falls back to
 // group_norm_reduced otherwise.
-#include "worker/engine/group_norm_kernels.h"
+#include "worker/engine/kernels/group_norm_kernels.h"
 
 #include <cmath>
 #include <type_traits>
 
-#include "worker/engine/kernel_common.cuh"
+#include "worker/engine/kernels/kernel_common.cuh"
 
 namespace diffsearch::engine::group_norm_kernels {
 namespace {

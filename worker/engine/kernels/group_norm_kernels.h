@@ -11,7 +11,7 @@
 
 #include <cstdint>
 
-#include "worker/engine/kernel_dtype.h"
+#include "worker/engine/kernels/kernel_dtype.h"
 
 namespace diffsearch::engine::group_norm_kernels {
 

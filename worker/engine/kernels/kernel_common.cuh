@@ -9,7 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "worker/engine/kernel_dtype.h"
+#include "worker/engine/kernels/kernel_dtype.h"
 
 namespace diffsearch::engine::kernels {
 

@@ -1,13 +1,13 @@
 // ToMe's fused CUDA kernels (see tome_kernels.h). Built where
 // DIFFSEARCH_CUDA_KERNELS allows; policy_tome.cc falls back to ATen otherwise.
-#include "worker/engine/tome_kernels.h"
+#include "worker/engine/kernels/tome_kernels.h"
 
 #include <cmath>
 #include <type_traits>
 
 #include <cub/block/block_radix_sort.cuh>
 
-#include "worker/engine/kernel_common.cuh"
+#include "worker/engine/kernels/kernel_common.cuh"
 
 namespace diffsearch::engine::tome_kernels {
 namespace {

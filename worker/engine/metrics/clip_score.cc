@@ -1,6 +1,6 @@
 // Loading a CLIPModel folder for scoring, CLIP's image preprocessing and the
 // per-pair score max(0, 100 cos(image_embeds, text_embeds)).
-#include "worker/engine/clip_score.h"
+#include "worker/engine/metrics/clip_score.h"
 
 #include <algorithm>
 #include <cmath>

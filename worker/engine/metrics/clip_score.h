@@ -8,10 +8,10 @@
 
 #include <ATen/core/Tensor.h>
 
-#include "worker/engine/clip_text.h"
-#include "worker/engine/clip_tokenizer.h"
-#include "worker/engine/clip_vision.h"
-#include "worker/engine/weights.h"
+#include "worker/engine/clip/clip_text.h"
+#include "worker/engine/clip/clip_tokenizer.h"
+#include "worker/engine/clip/clip_vision.h"
+#include "worker/engine/core/weights.h"
 
 namespace diffsearch::engine {
 

@@ -1,6 +1,6 @@
 // PSNR and SSIM in float64 with a separable Gaussian filter whose borders
 // reflect half-sample, as scipy.ndimage's default mode does.
-#include "worker/engine/image_metrics.h"
+#include "worker/engine/metrics/image_metrics.h"
 
 #include <cmath>
 #include <limits>

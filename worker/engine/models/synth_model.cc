@@ -1,7 +1,7 @@
 // synth-model: configs from data/synth/<like>/, weights enumerated by the
 // engine's own model builders in synthesize mode, the VAE encoder (which the
 // engine never runs) enumerated here so diffusers can load the folder too.
-#include "worker/engine/synth_model.h"
+#include "worker/engine/models/synth_model.h"
 
 #include <cstdlib>
 #include <filesystem>
@@ -14,12 +14,12 @@
 #include "io/error.h"
 #include "io/log/log.h"
 #include "io/safetensors.h"
-#include "worker/engine/clip_text.h"
-#include "worker/engine/nn.h"
-#include "worker/engine/unet.h"
-#include "worker/engine/unet_config.h"
-#include "worker/engine/vae.h"
-#include "worker/engine/weights.h"
+#include "worker/engine/clip/clip_text.h"
+#include "worker/engine/core/nn.h"
+#include "worker/engine/models/unet.h"
+#include "worker/engine/models/unet_config.h"
+#include "worker/engine/models/vae.h"
+#include "worker/engine/core/weights.h"
 
 namespace fs = std::filesystem;
 

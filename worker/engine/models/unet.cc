@@ -1,6 +1,6 @@
 // The UNet forward: time embedding (and SDXL's text_time embedding), down
 // blocks, mid block, up blocks with skips, output head; hooks at every level.
-#include "worker/engine/unet.h"
+#include "worker/engine/models/unet.h"
 
 #include <algorithm>
 #include <cmath>
@@ -11,10 +11,10 @@
 
 #include "io/error.h"
 #include "io/log/log.h"
-#include "worker/engine/device.h"
-#include "worker/engine/nn.h"
-#include "worker/engine/profile_scope.h"
-#include "worker/engine/unet_blocks.h"
+#include "worker/engine/core/device.h"
+#include "worker/engine/core/nn.h"
+#include "worker/engine/core/profile_scope.h"
+#include "worker/engine/models/unet_blocks.h"
 
 namespace diffsearch::engine {
 namespace {

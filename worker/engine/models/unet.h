@@ -7,9 +7,9 @@
 #include <ATen/core/Tensor.h>
 
 #include "io/diffusers_folder.h"
-#include "worker/engine/unet_config.h"
-#include "worker/engine/unet_hooks.h"
-#include "worker/engine/weights.h"
+#include "worker/engine/models/unet_config.h"
+#include "worker/engine/models/unet_hooks.h"
+#include "worker/engine/core/weights.h"
 
 namespace diffsearch::engine {
 

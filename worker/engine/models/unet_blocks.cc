@@ -1,13 +1,13 @@
 // Loading and forward passes of the UNet's and VAE's building blocks, in the
 // operation order of diffusers so that float64 results agree to rounding.
-#include "worker/engine/unet_blocks.h"
+#include "worker/engine/models/unet_blocks.h"
 
 #include <cmath>
 
 #include <torch/torch.h>
 
 #include "io/error.h"
-#include "worker/engine/profile_scope.h"
+#include "worker/engine/core/profile_scope.h"
 
 namespace diffsearch::engine {
 

@@ -9,9 +9,9 @@
 
 #include <ATen/core/Tensor.h>
 
-#include "worker/engine/nn.h"
-#include "worker/engine/unet_hooks.h"
-#include "worker/engine/weights.h"
+#include "worker/engine/core/nn.h"
+#include "worker/engine/models/unet_hooks.h"
+#include "worker/engine/core/weights.h"
 
 namespace diffsearch::engine {
 

@@ -1,6 +1,6 @@
 // Parsing unet/config.json: diffusers' defaults for optional fields, errors
 // for missing structural ones and for features this engine does not implement.
-#include "worker/engine/unet_config.h"
+#include "worker/engine/models/unet_config.h"
 
 #include <algorithm>
 #include <cmath>

@@ -1,6 +1,6 @@
 // AutoencoderKL's decoder: post_quant_conv, conv_in, mid block (resnet,
 // single-head attention with group norm and residual, resnet), up blocks, head.
-#include "worker/engine/vae.h"
+#include "worker/engine/models/vae.h"
 
 #include <cmath>
 
@@ -8,11 +8,11 @@
 #include <torch/torch.h>
 
 #include "io/error.h"
-#include "worker/engine/device.h"
-#include "worker/engine/nn.h"
-#include "worker/engine/profile_scope.h"
-#include "worker/engine/unet_blocks.h"
-#include "worker/engine/unet_config.h"
+#include "worker/engine/core/device.h"
+#include "worker/engine/core/nn.h"
+#include "worker/engine/core/profile_scope.h"
+#include "worker/engine/models/unet_blocks.h"
+#include "worker/engine/models/unet_config.h"
 
 namespace diffsearch::engine {
 

@@ -11,7 +11,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "io/diffusers_folder.h"
-#include "worker/engine/weights.h"
+#include "worker/engine/core/weights.h"
 
 namespace diffsearch::engine {
 

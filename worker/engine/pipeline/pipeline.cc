@@ -1,6 +1,6 @@
 // The SD / SDXL text-to-image pipelines as diffusers runs them: encode_prompt,
 // prepare_latents, the denoising loop with classifier-free guidance, decode.
-#include "worker/engine/pipeline.h"
+#include "worker/engine/pipeline/pipeline.h"
 
 #include <algorithm>
 
@@ -10,11 +10,11 @@
 #include "io/diffusers_folder.h"
 #include "io/error.h"
 #include "io/log/log.h"
-#include "worker/engine/clip_text.h"
-#include "worker/engine/clip_tokenizer.h"
-#include "worker/engine/profile_scope.h"
-#include "worker/engine/unet.h"
-#include "worker/engine/vae.h"
+#include "worker/engine/clip/clip_text.h"
+#include "worker/engine/clip/clip_tokenizer.h"
+#include "worker/engine/core/profile_scope.h"
+#include "worker/engine/models/unet.h"
+#include "worker/engine/models/vae.h"
 
 namespace diffsearch::engine {
 

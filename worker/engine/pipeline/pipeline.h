@@ -12,9 +12,9 @@
 #include <ATen/core/Tensor.h>
 #include <nlohmann/json.hpp>
 
-#include "worker/engine/sampler.h"
-#include "worker/engine/unet_hooks.h"
-#include "worker/engine/weights.h"
+#include "worker/engine/samplers/sampler.h"
+#include "worker/engine/models/unet_hooks.h"
+#include "worker/engine/core/weights.h"
 
 namespace diffsearch::engine {
 

@@ -1,5 +1,5 @@
 // SampleRunner: eager runs, and CUDA-graph capture and replay of whole samples.
-#include "worker/engine/sample_runner.h"
+#include "worker/engine/pipeline/sample_runner.h"
 
 #include <iomanip>
 #include <sstream>
@@ -13,8 +13,8 @@
 
 #include "io/error.h"
 #include "io/log/log.h"
-#include "worker/engine/device.h"
-#include "worker/engine/nn.h"
+#include "worker/engine/core/device.h"
+#include "worker/engine/core/nn.h"
 
 namespace diffsearch::engine {
 
@@ -172,7 +172,8 @@ SampleOutput SampleRunner::run(const SampleRequest& request, const std::vector<A
       g = capture(request, specs, accel_seed);
       log::debug("captured a CUDA graph of " + key + " (" + std::to_string(graphs_.size() + 1) + " held)");
     } catch (const std::exception& e) {
-      log::warn(std::string("CUDA graph capture failed; this setting runs eagerly: ") + e.what());
+      log::warn(std::string("CUDA graph capture failed; this setting runs eagerly "
+                            "(DIFFSEARCH_CUDA_GRAPHS=0: every setting eagerly, no capture): ") + e.what());
       eager_only_.insert(key);
       return eager;
     }

@@ -14,8 +14,8 @@
 
 #include <ATen/core/Tensor.h>
 
-#include "worker/engine/accel.h"
-#include "worker/engine/pipeline.h"
+#include "worker/engine/accel/accel.h"
+#include "worker/engine/pipeline/pipeline.h"
 
 namespace diffsearch::engine {
 

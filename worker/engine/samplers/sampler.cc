@@ -1,6 +1,6 @@
 // The sampler factory (diffusers' from_config semantics) and the pieces the
 // three samplers share: config reads, the training schedule, timestep grids.
-#include "worker/engine/sampler.h"
+#include "worker/engine/samplers/sampler.h"
 
 #include <algorithm>
 #include <cfenv>
@@ -10,7 +10,7 @@
 #include <torch/torch.h>
 
 #include "io/error.h"
-#include "worker/engine/sampler_common.h"
+#include "worker/engine/samplers/sampler_common.h"
 
 namespace diffsearch::engine {
 namespace sampler_internal {

@@ -11,7 +11,7 @@
 #include <ATen/core/Tensor.h>
 #include <nlohmann/json.hpp>
 
-#include "worker/engine/sampler.h"
+#include "worker/engine/samplers/sampler.h"
 
 namespace diffsearch::engine::sampler_internal {
 

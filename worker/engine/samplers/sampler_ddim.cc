@@ -6,7 +6,7 @@
 #include <torch/torch.h>
 
 #include "io/error.h"
-#include "worker/engine/sampler_common.h"
+#include "worker/engine/samplers/sampler_common.h"
 
 namespace diffsearch::engine::sampler_internal {
 namespace {

@@ -3,36 +3,27 @@
 // DPM-Solver++, UniPC), float64, as DeepCacheSDHelper, tomesd and T-GATE v2
 // computed them on diffusers. Each case was computed on a freshly loaded
 // pipeline (tests/data/fixtures/README.md), so each runs here on its own.
-#include "worker/engine/accel.h"
-
-#include <sys/wait.h>
+#include "worker/engine/accel/accel.h"
 
 #include <algorithm>
-#include <array>
-#include <cstdio>
-#include <filesystem>
+#include <cctype>
 #include <map>
 
 #include <gtest/gtest.h>
 
 #include "io/safetensors.h"
-#include "tests/worker/engine/pipeline_fixtures.h"
-#include "worker/engine/pipeline.h"
+#include "tests/support/engine/pipeline_fixtures.h"
+#include "tests/support/test_support.h"
+#include "worker/engine/pipeline/pipeline.h"
 
 namespace diffsearch::engine {
 namespace {
 
+using testing::fixture_request;
 using testing::model_dir;
 using testing::reference_json;
 using testing::reference_tensor;
 using testing::rel_err;
-
-const Pipeline& pipeline(const std::string& model) {
-  static std::map<std::string, std::unique_ptr<Pipeline>> cache;
-  auto& p = cache[model];
-  if (!p) p = Pipeline::load(model_dir(model), {c10::kDouble, c10::Device(c10::kCPU)});
-  return *p;
-}
 
 // The fixture's "accel" (one object, or a list for stacked methods) as specs.
 std::vector<AccelSpec> fixture_specs(const nlohmann::json& accel) {
@@ -48,19 +39,6 @@ std::vector<AccelSpec> fixture_specs(const nlohmann::json& accel) {
     out.push_back(s);
   }
   return out;
-}
-
-SampleRequest fixture_request(const nlohmann::json& ref, const nlohmann::json& c) {
-  SampleRequest r;
-  r.prompts = {ref.at("prompt").get<std::string>()};
-  r.negative_prompts = {ref.at("negative_prompt").get<std::string>()};
-  r.sampler = parse_sampler_kind(c.at("sampler").get<std::string>());
-  r.steps = c.at("steps").get<int64_t>();
-  r.guidance_scale = ref.at("guidance_scale").get<double>();
-  r.height = ref.at("height").get<int64_t>();
-  r.width = ref.at("width").get<int64_t>();
-  r.seed = ref.at("init_latents").at("seed").get<uint64_t>();
-  return r;
 }
 
 struct AccelCase {
@@ -87,7 +65,7 @@ TEST_P(AccelRun, Float64MatchesReference) {
   const AccelCase& ac = GetParam();
   const auto ref = reference_json(ac.model);
   const auto& c = ref.at("cases").at(ac.name);
-  const Pipeline& p = pipeline(ac.model);
+  const Pipeline& p = testing::cached_pipeline(ac.model, c10::kDouble);
 
   SampleRequest r = fixture_request(ref, c);
   auto acc = Acceleration::create(fixture_specs(c.at("accel")), p.unet(), r.steps, r.seed);
@@ -110,21 +88,11 @@ INSTANTIATE_TEST_SUITE_P(AllCases, AccelRun, ::testing::ValuesIn(all_accel_cases
 
 // ---------------------------------------------------------------- the CLI
 
-struct CliResult {
-  int code;
-  std::string out;  // stdout and stderr together
-};
+using CliResult = diffsearch::testing::CommandResult;
 
+// stdout and stderr together.
 CliResult run_cli(const std::string& args) {
-  const std::string cmd = std::string("\"") + DIFFSEARCH_BIN + "\" " + args + " 2>&1";
-  FILE* pipe = popen(cmd.c_str(), "r");
-  EXPECT_NE(pipe, nullptr);
-  std::string out;
-  std::array<char, 4096> buf{};
-  std::size_t n;
-  while ((n = std::fread(buf.data(), 1, buf.size(), pipe)) > 0) out.append(buf.data(), n);
-  const int status = pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+  return diffsearch::testing::run_command(std::string("\"") + DIFFSEARCH_BIN + "\" " + args + " 2>&1");
 }
 
 std::string cli_sample(const std::string& model, int64_t steps) {
@@ -140,8 +108,7 @@ at::Tensor saved_latents(const std::string& path) {
 // `diffsearch sample --accel ...` runs what the library runs: fixture cases of
 // each method, and a combination.
 TEST(AccelCli, SampleWithAccelReproducesTheFixtures) {
-  const std::string dir = ::testing::TempDir() + "/accel_cli";
-  std::filesystem::create_directories(dir);
+  const std::string dir = diffsearch::testing::fresh_test_dir("accel_cli").string();
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"deepcache:cache_interval=3,cache_branch_id=0", "accel.deepcache.i3.b0.ddim.20"},
       {"tome:ratio=0.5,max_downsample=1,sx=2,sy=2,use_rand=false", "accel.tome.r0.5.d1.ddim.20"},
@@ -159,7 +126,7 @@ TEST(AccelCli, SampleWithAccelReproducesTheFixtures) {
                               " --accel deepcache:cache_interval=2 --accel tome:max_downsample=2,use_rand=false"
                               " --save-latents " + out);
   ASSERT_EQ(r.code, 0) << r.out;
-  const Pipeline& p = pipeline("tiny-sdxl");
+  const Pipeline& p = testing::cached_pipeline("tiny-sdxl", c10::kDouble);
   const auto ref = reference_json("tiny-sdxl");
   SampleRequest req = fixture_request(ref, ref.at("cases").at("sample.ddim.20"));
   req.steps = 8;

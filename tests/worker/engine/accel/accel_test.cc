@@ -2,7 +2,7 @@
 // DeepCache numbering and schedules, T-GATE's schedule, ToMe's matching
 // against a plain re-statement of tomesd, seeded randomness, and that each
 // policy really skips work (fewer MACs, skipped blocks never entered).
-#include "worker/engine/accel.h"
+#include "worker/engine/accel/accel.h"
 
 #include <algorithm>
 #include <map>
@@ -12,14 +12,15 @@
 #include <torch/torch.h>
 
 #include "io/error.h"
-#include "tests/worker/engine/pipeline_fixtures.h"
-#include "worker/engine/device.h"
-#include "worker/engine/nn.h"
-#include "worker/engine/pipeline.h"
-#include "worker/engine/policy_deepcache.h"
-#include "worker/engine/policy_tgate.h"
-#include "worker/engine/policy_tome.h"
-#include "worker/engine/unet.h"
+#include "tests/support/engine/forwarding_hooks.h"
+#include "tests/support/engine/pipeline_fixtures.h"
+#include "worker/engine/core/device.h"
+#include "worker/engine/core/nn.h"
+#include "worker/engine/pipeline/pipeline.h"
+#include "worker/engine/accel/policy_deepcache.h"
+#include "worker/engine/accel/policy_tgate.h"
+#include "worker/engine/accel/policy_tome.h"
+#include "worker/engine/models/unet.h"
 
 namespace diffsearch::engine {
 namespace {
@@ -432,9 +433,9 @@ std::string name_of(const UNetLocation& w) {
 
 // Wraps a run's hooks and writes down, per UNet forward, what was entered,
 // reused and computed, and the MACs counted so far.
-class Recorder final : public UNetHooks {
+class Recorder final : public testing::ForwardingHooks {
  public:
-  explicit Recorder(UNetHooks* inner) : inner_(inner) {}
+  using ForwardingHooks::ForwardingHooks;
   struct Forward {
     int64_t batch = 0;
     std::set<std::string> entered, reused, computed;
@@ -448,53 +449,34 @@ class Recorder final : public UNetHooks {
     forwards.push_back({});
     forwards.back().batch = info.batch;
     forwards.back().macs_before = macs::total();
-    if (inner_) inner_->begin_forward(info);
+    ForwardingHooks::begin_forward(info);
   }
   bool reuse_layer(const UNetLocation& where, LayerOutput& out) override {
     forwards.back().entered.insert(name_of(where));
-    if (inner_ && inner_->reuse_layer(where, out)) {
-      forwards.back().reused.insert(name_of(where));
-      return true;
-    }
-    return false;
+    if (!ForwardingHooks::reuse_layer(where, out)) return false;
+    forwards.back().reused.insert(name_of(where));
+    return true;
   }
   void layer_computed(const UNetLocation& where, const LayerOutput& out) override {
     forwards.back().computed.insert(name_of(where));
-    if (inner_) inner_->layer_computed(where, out);
-  }
-  void transformer_begin(const TransformerLocation& where, const at::Tensor& x, int64_t height,
-                         int64_t width) override {
-    if (inner_) inner_->transformer_begin(where, x, height, width);
-  }
-  at::Tensor merge_tokens(const TransformerLocation& where, TokenStage stage,
-                          const at::Tensor& x) override {
-    return inner_ ? inner_->merge_tokens(where, stage, x) : x;
-  }
-  at::Tensor unmerge_tokens(const TransformerLocation& where, TokenStage stage,
-                            const at::Tensor& x) override {
-    return inner_ ? inner_->unmerge_tokens(where, stage, x) : x;
+    ForwardingHooks::layer_computed(where, out);
   }
   bool reuse_attention(const AttentionLocation& where, at::Tensor& out) override {
-    if (inner_ && inner_->reuse_attention(where, out)) {
-      ++forwards.back().attention_reused;
-      return true;
-    }
-    return false;
+    if (!ForwardingHooks::reuse_attention(where, out)) return false;
+    ++forwards.back().attention_reused;
+    return true;
   }
   void attention_computed(const AttentionLocation& where, const at::Tensor& out) override {
     ++forwards.back().attention_computed;
-    if (inner_) inner_->attention_computed(where, out);
+    ForwardingHooks::attention_computed(where, out);
   }
   ResnetInputShare* resnet_input_share(const UNetLocation& where) override {
-    ResnetInputShare* share = inner_ ? inner_->resnet_input_share(where) : nullptr;
+    ResnetInputShare* share = ForwardingHooks::resnet_input_share(where);
     if (share != nullptr) {
       forwards.back().shared.insert(name_of(where) + (share->filled() ? " reused" : " filled"));
     }
     return share;
   }
-
- private:
-  UNetHooks* inner_;
 };
 
 struct Measured {

@@ -1,6 +1,6 @@
 // The config fields both CLIP towers share: read once, checked once, with
 // messages that name the file, the field and the tower.
-#include "worker/engine/clip_encoder.h"
+#include "worker/engine/clip/clip_encoder.h"
 
 #include <gtest/gtest.h>
 

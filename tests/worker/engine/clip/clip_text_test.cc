@@ -1,11 +1,11 @@
 // Tests of the CLIP text encoder against the fixtures' float64 reference
 // states (transformers 5 on the same fp16 weights), in float64 and float32.
-#include "worker/engine/clip_text.h"
+#include "worker/engine/clip/clip_text.h"
 
 #include <gtest/gtest.h>
 
 #include "io/error.h"
-#include "tests/worker/engine/pipeline_fixtures.h"
+#include "tests/support/engine/pipeline_fixtures.h"
 
 namespace diffsearch::engine {
 namespace {

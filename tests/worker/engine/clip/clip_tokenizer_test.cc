@@ -1,6 +1,6 @@
 // Tests of the CLIP tokenizer against the fixtures' ids (made by transformers 5),
 // of its truncation, bad tokenizer folders, and of the Unicode tables under it.
-#include "worker/engine/clip_tokenizer.h"
+#include "worker/engine/clip/clip_tokenizer.h"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -14,7 +14,8 @@
 #include <vector>
 
 #include "io/error.h"
-#include "worker/engine/unicode_tables.h"
+#include "tests/support/test_support.h"
+#include "worker/engine/clip/unicode_tables.h"
 
 namespace diffsearch::engine {
 namespace {
@@ -195,11 +196,7 @@ TEST(ClipTokenizer, InvalidUtf8IsAnInputError) {
 class BadTokenizerFolder : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("clip_tokenizer_test_" + std::to_string(::testing::UnitTest::GetInstance()->random_seed()) +
-            "_" + ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    dir_ = diffsearch::testing::fresh_test_dir("clip_tokenizer_test");
     for (const char* name : {"vocab.json", "merges.txt", "tokenizer_config.json"}) {
       fs::copy_file(model_dir("tiny-sd15") + "/tokenizer/" + name, dir_ / name);
     }

@@ -1,7 +1,7 @@
 // The run device's helpers: --dtype/--device parsing and its errors, the
 // DIFFSEARCH_CUDA_GRAPHS and DIFFSEARCH_CHANNELS_LAST switches, and the
 // capture flag policies consult.
-#include "worker/engine/device.h"
+#include "worker/engine/core/device.h"
 
 #include <cstdlib>
 
@@ -9,7 +9,7 @@
 #include <torch/torch.h>
 
 #include "io/error.h"
-#include "tests/worker/engine/scoped_env.h"
+#include "tests/support/engine/scoped_env.h"
 
 namespace diffsearch::engine {
 namespace {

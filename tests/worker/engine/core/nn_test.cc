@@ -3,20 +3,18 @@
 // in float64, the same formula on the CPU, GroupNorm's per-channel add and
 // SiLU, a convolution without its bias, and convolution weights kept NHWC
 // on CUDA only.
-#include "worker/engine/nn.h"
+#include "worker/engine/core/nn.h"
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include "worker/engine/device.h"
+#include "tests/support/engine/rel_err.h"
+#include "worker/engine/core/device.h"
 
 namespace diffsearch::engine {
 namespace {
 
-double rel_err(const at::Tensor& a, const at::Tensor& b) {
-  const at::Tensor x = a.to(at::kCPU, at::kDouble), y = b.to(at::kCPU, at::kDouble);
-  return ((x - y).norm() / y.norm()).item<double>();
-}
+using testing::rel_err;
 
 GroupNorm make_group_norm(int64_t groups, int64_t channels, double eps) {
   GroupNorm g;

@@ -1,7 +1,7 @@
 // The engine's profiler regions (profile_scope.h): a whole sample, observed
 // through RecordFunction's callbacks as the profiler observes it, opens the
 // named regions scripts/trace_summary.py sums by, nested as the model is.
-#include "worker/engine/profile_scope.h"
+#include "worker/engine/core/profile_scope.h"
 
 #include <gtest/gtest.h>
 
@@ -11,9 +11,9 @@
 
 #include <torch/torch.h>
 
-#include "tests/worker/engine/pipeline_fixtures.h"
-#include "worker/engine/accel.h"
-#include "worker/engine/sample_runner.h"
+#include "tests/support/engine/pipeline_fixtures.h"
+#include "worker/engine/accel/accel.h"
+#include "worker/engine/pipeline/sample_runner.h"
 
 namespace diffsearch::engine {
 namespace {

@@ -1,8 +1,8 @@
-// The host side of the engine's CUDA kernels (worker/engine/cuda_kernels.h):
+// The host side of the engine's CUDA kernels (worker/engine/kernels/cuda_kernels.h):
 // each user's run-time switch (off on the CPU, a clear error for values
 // other than 0 or 1, on for CUDA exactly where the kernels are built), the
 // dtype mapping, and the error a failed launch becomes. Runs everywhere.
-#include "worker/engine/cuda_kernels.h"
+#include "worker/engine/kernels/cuda_kernels.h"
 
 #include <functional>
 #include <stdexcept>
@@ -13,10 +13,10 @@
 #include <torch/torch.h>
 
 #include "io/error.h"
-#include "tests/worker/engine/scoped_env.h"
-#include "worker/engine/device.h"
-#include "worker/engine/nn.h"
-#include "worker/engine/policy_tome.h"
+#include "tests/support/engine/scoped_env.h"
+#include "worker/engine/core/device.h"
+#include "worker/engine/core/nn.h"
+#include "worker/engine/accel/policy_tome.h"
 
 namespace diffsearch::engine {
 namespace {

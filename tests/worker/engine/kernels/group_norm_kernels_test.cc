@@ -3,7 +3,7 @@
 // take one or several rows per thread block, means far from zero, and the
 // fused time-embedding add and SiLU. Its tests exist only in builds with the
 // kernels (DIFFSEARCH_WITH_CUDA_KERNELS) and skip without a GPU.
-#include "worker/engine/group_norm_kernels.h"
+#include "worker/engine/kernels/group_norm_kernels.h"
 
 #include <string>
 #include <vector>
@@ -11,18 +11,16 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include "worker/engine/cuda_kernels.h"
-#include "worker/engine/device.h"
-#include "worker/engine/nn.h"
+#include "tests/support/engine/rel_err.h"
+#include "worker/engine/kernels/cuda_kernels.h"
+#include "worker/engine/core/device.h"
+#include "worker/engine/core/nn.h"
 
 namespace diffsearch::engine {
 namespace {
 
 #ifdef DIFFSEARCH_WITH_CUDA_KERNELS
-double rel_err(const at::Tensor& a, const at::Tensor& b) {
-  const at::Tensor x = a.to(at::kCPU, at::kDouble), y = b.to(at::kCPU, at::kDouble);
-  return ((x - y).norm() / y.norm()).item<double>();
-}
+using testing::rel_err;
 
 // A norm as GroupNorm::load leaves it on CUDA: the affine parameters also in
 // the accumulation type.

@@ -1,4 +1,4 @@
-// ToMe's fused CUDA kernels (worker/engine/tome_kernels.cu) against the ATen
+// ToMe's fused CUDA kernels (worker/engine/kernels/tome_kernels.cu) against the ATen
 // matching they replace: the same merge and unmerge for every dtype, grid
 // and ratio, including grids that are not a power of two. Skipped where the
 // build lacks them (no nvcc beside CUDA libtorch, or DIFFSEARCH_CUDA_KERNELS
@@ -9,20 +9,17 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include "tests/worker/engine/scoped_env.h"
-#include "worker/engine/cuda_kernels.h"
-#include "worker/engine/device.h"
-#include "worker/engine/policy_tome.h"
+#include "tests/support/engine/rel_err.h"
+#include "tests/support/engine/scoped_env.h"
+#include "worker/engine/kernels/cuda_kernels.h"
+#include "worker/engine/core/device.h"
+#include "worker/engine/accel/policy_tome.h"
 
 namespace diffsearch::engine {
 namespace {
 
+using testing::rel_err;
 using testing::ScopedEnv;
-
-double rel_err(const at::Tensor& a, const at::Tensor& b) {
-  const at::Tensor x = a.to(at::kCPU, at::kDouble), y = b.to(at::kCPU, at::kDouble);
-  return ((x - y).norm() / y.norm()).item<double>();
-}
 
 struct Case {
   int64_t w, h;

@@ -1,17 +1,16 @@
 // Tests of CLIP scoring against the tiny-clip fixture (transformers 5 on the
 // same fp16 weights): preprocessing, both towers, scores, missing-tower errors.
-#include "worker/engine/clip_score.h"
+#include "worker/engine/metrics/clip_score.h"
 
 #include <filesystem>
 #include <fstream>
 
-#include <unistd.h>
-
 #include <gtest/gtest.h>
 
 #include "io/error.h"
-#include "tests/worker/engine/pipeline_fixtures.h"
-#include "worker/engine/nn.h"
+#include "tests/support/engine/pipeline_fixtures.h"
+#include "tests/support/test_support.h"
+#include "worker/engine/core/nn.h"
 
 namespace diffsearch::engine {
 namespace {
@@ -138,11 +137,7 @@ TEST(ClipScore, BadInputsAreRejected) {
 class ClipFolderCopy : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("diffsearch_clip_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    dir_ = diffsearch::testing::fresh_test_dir("diffsearch_clip");
     fs::copy(model_dir("tiny-clip"), dir_, fs::copy_options::recursive);
   }
   void TearDown() override { fs::remove_all(dir_); }

@@ -1,6 +1,6 @@
 // PSNR and SSIM against the values scikit-image 0.19 gave for the fixtures'
 // three images.
-#include "worker/engine/image_metrics.h"
+#include "worker/engine/metrics/image_metrics.h"
 
 #include <gtest/gtest.h>
 

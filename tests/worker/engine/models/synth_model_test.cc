@@ -1,7 +1,7 @@
 // synth-model: the folders it writes hold exactly the weights (names and
 // shapes) that diffusers' save_pretrained writes for the same configs, and
 // bad options are refused.
-#include "worker/engine/synth_model.h"
+#include "worker/engine/models/synth_model.h"
 
 #include <gtest/gtest.h>
 

@@ -1,6 +1,6 @@
 // UNet2DCondition against the fixtures' unet.out for the three tiny models,
 // its hook points, its MAC count, and the model folders it must refuse.
-#include "worker/engine/unet.h"
+#include "worker/engine/models/unet.h"
 
 #include <gtest/gtest.h>
 
@@ -17,8 +17,9 @@
 #include "io/error.h"
 #include "io/json_file.h"
 #include "io/safetensors.h"
-#include "tests/worker/engine/pipeline_fixtures.h"
-#include "worker/engine/nn.h"
+#include "tests/support/engine/pipeline_fixtures.h"
+#include "tests/support/test_support.h"
+#include "worker/engine/core/nn.h"
 
 namespace fs = std::filesystem;
 using namespace diffsearch;
@@ -26,6 +27,7 @@ using namespace diffsearch::engine;
 using diffsearch::engine::testing::model_dir;
 using diffsearch::engine::testing::reference_tensor;
 using diffsearch::engine::testing::rel_err;
+using diffsearch::testing::expect_contains;
 
 namespace {
 
@@ -495,10 +497,6 @@ std::string load_error(const fs::path& dir) {
     return e.what();
   }
   return "no error";
-}
-
-void expect_contains(const std::string& text, const std::vector<std::string>& parts) {
-  for (const auto& p : parts) EXPECT_NE(text.find(p), std::string::npos) << text;
 }
 
 TEST(UNetBadInput, WeightOfTheWrongShape) {

@@ -1,7 +1,7 @@
 // VaeDecoder against the fixtures' vae.out (AutoencoderKL.decode of vae.in.latents)
 // and image.ddim.20 (the pipeline's decode of sample.ddim.20, scaling included)
 // for the three tiny models, its MAC count, and the VAE folders it must refuse.
-#include "worker/engine/vae.h"
+#include "worker/engine/models/vae.h"
 
 #include <gtest/gtest.h>
 
@@ -17,8 +17,9 @@
 #include "io/error.h"
 #include "io/json_file.h"
 #include "io/safetensors.h"
-#include "tests/worker/engine/pipeline_fixtures.h"
-#include "worker/engine/nn.h"
+#include "tests/support/engine/pipeline_fixtures.h"
+#include "tests/support/test_support.h"
+#include "worker/engine/core/nn.h"
 
 namespace fs = std::filesystem;
 using namespace diffsearch;
@@ -26,6 +27,7 @@ using namespace diffsearch::engine;
 using diffsearch::engine::testing::model_dir;
 using diffsearch::engine::testing::reference_tensor;
 using diffsearch::engine::testing::rel_err;
+using diffsearch::testing::expect_contains;
 
 namespace {
 
@@ -148,10 +150,6 @@ std::string load_error(const fs::path& dir) {
     return e.what();
   }
   return "no error";
-}
-
-void expect_contains(const std::string& text, const std::vector<std::string>& parts) {
-  for (const auto& p : parts) EXPECT_NE(text.find(p), std::string::npos) << text;
 }
 
 TEST(VaeBadInput, ConfigWithoutScalingFactor) {

@@ -13,8 +13,8 @@
 #include <c10/cuda/CUDAGuard.h>
 #endif
 
-#include "worker/engine/device.h"
-#include "worker/engine/policy_tome.h"
+#include "worker/engine/core/device.h"
+#include "worker/engine/accel/policy_tome.h"
 
 namespace diffsearch::engine {
 namespace {

@@ -8,10 +8,10 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include "tests/worker/engine/pipeline_fixtures.h"
-#include "worker/engine/clip_text.h"
-#include "worker/engine/device.h"
-#include "worker/engine/pipeline.h"
+#include "tests/support/engine/pipeline_fixtures.h"
+#include "worker/engine/clip/clip_text.h"
+#include "worker/engine/core/device.h"
+#include "worker/engine/pipeline/pipeline.h"
 
 namespace diffsearch::engine {
 namespace {

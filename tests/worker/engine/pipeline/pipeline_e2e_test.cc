@@ -1,13 +1,13 @@
 // Every whole run of the fixtures through the pipeline: the three samplers at
 // both step counts on the three tiny models in float64 (diffusers' float64
 // reference within 1e-4), float32 runs (1e-2), and batches.
-#include "worker/engine/pipeline.h"
+#include "worker/engine/pipeline/pipeline.h"
 
 #include <cctype>
 
 #include <gtest/gtest.h>
 
-#include "tests/worker/engine/pipeline_fixtures.h"
+#include "tests/support/engine/pipeline_fixtures.h"
 
 namespace diffsearch::engine {
 namespace {

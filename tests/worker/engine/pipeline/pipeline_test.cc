@@ -1,12 +1,12 @@
 // Tests of the text-to-image pipeline: seeded latents, one fixture run per
 // sampler, the decoded image, step policies and UNet hooks, prompts and bad
 // inputs (the whole matrix of fixture runs is in pipeline_e2e_test.cc).
-#include "worker/engine/pipeline.h"
+#include "worker/engine/pipeline/pipeline.h"
 
 #include <gtest/gtest.h>
 
 #include "io/error.h"
-#include "tests/worker/engine/pipeline_fixtures.h"
+#include "tests/support/engine/pipeline_fixtures.h"
 
 namespace diffsearch::engine {
 namespace {

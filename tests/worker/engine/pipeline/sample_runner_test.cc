@@ -2,7 +2,7 @@
 // without a GPU) every sampler and acceleration captured as a CUDA graph and
 // replayed with other prompts, seeds and latents gives the eager run's images
 // and MACs, ToMe's random destinations redrawn from each run's seed.
-#include "worker/engine/sample_runner.h"
+#include "worker/engine/pipeline/sample_runner.h"
 
 #include <iostream>
 
@@ -10,9 +10,9 @@
 #include <torch/torch.h>
 
 #include "io/error.h"
-#include "tests/worker/engine/pipeline_fixtures.h"
-#include "worker/engine/device.h"
-#include "worker/engine/nn.h"
+#include "tests/support/engine/pipeline_fixtures.h"
+#include "worker/engine/core/device.h"
+#include "worker/engine/core/nn.h"
 
 namespace diffsearch::engine {
 namespace {

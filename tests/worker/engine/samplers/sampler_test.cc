@@ -2,14 +2,14 @@
 // the fixtures (from_config semantics), spacings, and the solvers' algebra on
 // a model whose data distribution is a single point (every sampler must land
 // on it exactly).
-#include "worker/engine/sampler.h"
+#include "worker/engine/samplers/sampler.h"
 
 #include <cmath>
 
 #include <gtest/gtest.h>
 
 #include "io/error.h"
-#include "tests/worker/engine/pipeline_fixtures.h"
+#include "tests/support/engine/pipeline_fixtures.h"
 
 namespace diffsearch::engine {
 namespace {

@@ -1,5 +1,6 @@
 // Test helpers shared by the text encoder, sampler and pipeline tests: the
-// golden fixtures' JSON and tensors, and the relative error they are held to.
+// golden fixtures' JSON and tensors, and (from rel_err.h) the relative error
+// they are held to.
 #pragma once
 
 #include <cstdio>
@@ -15,8 +16,9 @@
 
 #include "io/diffusers_folder.h"
 #include "io/safetensors.h"
-#include "worker/engine/pipeline.h"
-#include "worker/engine/weights.h"
+#include "tests/support/engine/rel_err.h"
+#include "worker/engine/pipeline/pipeline.h"
+#include "worker/engine/core/weights.h"
 
 namespace diffsearch::engine::testing {
 
@@ -54,13 +56,6 @@ inline nlohmann::json reference_json(const std::string& model) {
 inline at::Tensor reference_tensor(const std::string& model, const std::string& name) {
   auto file = io::SafetensorsFile::open(fixtures_dir() + "/reference/" + model + ".safetensors");
   return tensor_copy(file->tensor(name));
-}
-
-// ||a - b|| / ||b|| in float64.
-inline double rel_err(const at::Tensor& a, const at::Tensor& b) {
-  at::Tensor x = a.detach().to(at::kCPU, at::kDouble);
-  at::Tensor y = b.detach().to(at::kCPU, at::kDouble);
-  return (x - y).norm().item<double>() / y.norm().item<double>();
 }
 
 // The ids of `prompt` for tokenizer `which` (0 or 1) from the JSON's list.
