@@ -36,7 +36,7 @@ core_targets=()
 if [ "$scope" = core ]; then
   # The fast suites of the folders whose libraries do not link Torch (e2e
   # suites run the executable, which does).
-  mapfile -t core_targets < <(cmake --build "$build_dir" --target help | sed -n 's/^\.\.\. \(test_[a-z_]*\).*/\1/p' |
+  mapfile -t core_targets < <(cmake --build "$build_dir" --target help | sed -n 's/^\.\.\. \(test_[a-z0-9_]*\).*/\1/p' |
     grep -E '^test_(io|partition|coordinator|render|codegen|slurm|report)_' | grep -v '_e2e$')
   [ "${#core_targets[@]}" -gt 0 ] || { echo "SCOPE=core: no test targets found"; exit 1; }
   cmake --build "$build_dir" -j "$jobs" --target "${core_targets[@]}"
