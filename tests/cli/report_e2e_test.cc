@@ -28,9 +28,7 @@ const char* kSpace = R"({"deepcache": {"cache_interval": [2, 3, 4, 5], "cache_br
 class ReportE2e : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
-    setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
-    setenv("OMPI_MCA_rmaps_base_oversubscribe", "1", 1);
+    diffsearch::testing::allow_mpirun_here();
   }
   void SetUp() override {
     dir_ = diffsearch::testing::fresh_test_dir("report_e2e");

@@ -35,9 +35,7 @@ const char* kSpace =
 class SearchIsolationTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
-    setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
-    setenv("OMPI_MCA_rmaps_base_oversubscribe", "1", 1);
+    diffsearch::testing::allow_mpirun_here();
     dir_ = diffsearch::testing::fresh_test_dir("search_isolation_e2e");
     std::ofstream(path("space.json")) << kSpace;
     std::ofstream tasks(path("tasks.txt"));
@@ -128,7 +126,9 @@ TEST_F(SearchIsolationTest, KilledAndSegfaultingChildrenCostOnlyTheirUnit) {
         EXPECT_EQ(r.attempt, static_cast<int64_t>(i + 1));
         ++killed;
       }
-      if (rows.size() > 1) EXPECT_EQ(rows.back()->attempt, static_cast<int64_t>(rows.size())) << key << " retried";
+      if (rows.size() > 1) {
+        EXPECT_EQ(rows.back()->attempt, static_cast<int64_t>(rows.size())) << key << " retried";
+      }
     }
     EXPECT_GE(killed, 3u) << file << ": the children should have died several times";
     EXPECT_EQ(answers(file), expected()) << file;

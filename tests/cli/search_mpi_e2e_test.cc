@@ -38,9 +38,7 @@ const char* kSpace =
 class SearchMpiTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
-    setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
-    setenv("OMPI_MCA_rmaps_base_oversubscribe", "1", 1);
+    diffsearch::testing::allow_mpirun_here();
     dir_ = diffsearch::testing::fresh_test_dir("search_mpi_e2e");
     std::ofstream(path("space.json")) << kSpace;
     std::ofstream tasks(path("tasks.txt"));
@@ -274,13 +272,8 @@ TEST_F(SearchMpiTest, KilledAtRandomMomentsAndResumedGivesTheSameAnswers) {
   for (int attempt = 0; launches < 24 && !finished; ++attempt, ++launches) {
     const std::string command = mpirun(3) + frontier_args(out, "synthetic:seed=4,sleep_ms=40") + (attempt > 0 ? " --resume" : "") +
                                 " >> " + path("log.txt") + " 2>&1";
-    const pid_t child = fork();
+    const pid_t child = diffsearch::testing::start_command_in_own_session(command);
     ASSERT_GE(child, 0);
-    if (child == 0) {
-      setsid();
-      execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
-      _exit(127);
-    }
     const int delay_ms = kills < 3 ? std::uniform_int_distribution<int>(300, 900)(rng) : 60000;
     const auto start = std::chrono::steady_clock::now();
     int status = 0;
@@ -335,13 +328,8 @@ TEST_F(SearchMpiTest, SigtermStopsWithResumeCodeAndResumeFinishes) {
     const std::string out = path("term" + std::to_string(np) + ".h5");
     const std::string command = (np > 1 ? mpirun(np) : std::string()) + search_args(out, "fake:sleep_ms=20") +
                                 " >> " + path("log.txt") + " 2>&1";
-    const pid_t child = fork();
+    const pid_t child = diffsearch::testing::start_command_in_own_session(command);
     ASSERT_GE(child, 0);
-    if (child == 0) {
-      setsid();
-      execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
-      _exit(127);
-    }
     const auto start = std::chrono::steady_clock::now();
     while (diffsearch::testing::journal_evaluation_rows(out) < 5 && std::chrono::steady_clock::now() - start < std::chrono::seconds(30)) {
       std::this_thread::sleep_for(std::chrono::milliseconds(5));

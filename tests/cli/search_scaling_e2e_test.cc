@@ -41,9 +41,7 @@ std::vector<Row> journal_rows(const std::string& results) {
 class SearchScalingTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
-    setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
-    setenv("OMPI_MCA_rmaps_base_oversubscribe", "1", 1);
+    diffsearch::testing::allow_mpirun_here();
     dir_ = diffsearch::testing::fresh_test_dir("search_scaling_e2e");
     // Category 4's SD1.5 DDIM 20-step slice: 42 tasks, six method spaces.
     const auto grid = diffsearch::testing::run_command(std::string(DIFFSEARCH_BIN) + " grid --category 4");

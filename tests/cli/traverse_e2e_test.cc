@@ -31,9 +31,7 @@ const char* kOptions = " --space space.json --evaluator synthetic:seed=2,noise=0
 class TraverseE2e : public ::testing::Test {
  protected:
   void SetUp() override {
-    setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
-    setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
-    setenv("OMPI_MCA_rmaps_base_oversubscribe", "1", 1);
+    diffsearch::testing::allow_mpirun_here();
     dir_ = diffsearch::testing::fresh_test_dir("traverse_e2e");
     std::ofstream(dir_ / "space.json") << kSpace;
   }

@@ -68,7 +68,9 @@ class DistillQualityTest : public ::testing::Test {
       for (const auto& r : c.rows) {
         if (r.space_key != row.space_key || r.status != "ok") continue;
         const double l = row_loss(q, r);
-        if (r.speedup_macs >= *task.speedup && l <= task.max_score_loss) EXPECT_GE(l, loss) << r.unit_key;
+        if (r.speedup_macs >= *task.speedup && l <= task.max_score_loss) {
+          EXPECT_GE(l, loss) << r.unit_key;
+        }
       }
     }
   }

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 
@@ -51,6 +52,22 @@ std::size_t count_lines(const std::string& text) {
 
 void expect_contains(const std::string& text, const std::vector<std::string>& parts) {
   for (const auto& p : parts) EXPECT_NE(text.find(p), std::string::npos) << "no \"" << p << "\" in:\n" << text;
+}
+
+pid_t start_command_in_own_session(const std::string& command) {
+  const pid_t child = fork();
+  if (child == 0) {
+    setsid();
+    execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  return child;
+}
+
+void allow_mpirun_here() {
+  setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
+  setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
+  setenv("OMPI_MCA_rmaps_base_oversubscribe", "1", 1);
 }
 
 std::size_t journal_evaluation_rows(const std::string& results) {

@@ -3,6 +3,8 @@
 // message names what it should, counting the rows a search journalled.
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstddef>
 #include <filesystem>
 #include <string>
@@ -32,6 +34,15 @@ std::size_t count_lines(const std::string& text);
 
 // Fails the running test for each of `parts` missing from `text`.
 void expect_contains(const std::string& text, const std::vector<std::string>& parts);
+
+// Starts `command` with sh in a session of its own (so a test can signal
+// the whole group, mpirun and its ranks, with kill(-pid, ...)) and returns
+// at once with its process id; the caller waits for it.
+pid_t start_command_in_own_session(const std::string& command);
+
+// Lets this process's mpirun children run as root (CI and the GPU machines
+// are root) and put more ranks than cores on a 2-core machine.
+void allow_mpirun_here();
 
 // Evaluation rows in a results file's journal (what a search has recorded
 // so far, also while it runs).
