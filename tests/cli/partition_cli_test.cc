@@ -107,4 +107,13 @@ TEST(PartitionCli, EveryHelpShowsAnExample) {
   }
 }
 
+// The top-level --help names the environment switches (io/env_switches.h).
+TEST(PartitionCli, TopLevelHelpNamesTheEnvironmentSwitches) {
+  const auto r = run("--help");
+  EXPECT_EQ(r.code, 0);
+  for (const char* name : {"DIFFSEARCH_CUDA_GRAPHS=0|1", "DIFFSEARCH_CUDA_MEMORY_FRACTION=F", "DIFFSEARCH_SDPA="}) {
+    EXPECT_NE(r.out.find(name), std::string::npos) << name << " missing from:\n" << r.out;
+  }
+}
+
 }  // namespace
