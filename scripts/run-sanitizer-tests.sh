@@ -11,7 +11,9 @@
 # builds and runs only the fast suites that do not link libtorch (io,
 # partition, coordinator, render, codegen, slurm, report: every parser and
 # the whole search but the engine), which an instrumented build reaches in a
-# fraction of the time; SCOPE=all (the default) is the whole fast label.
+# fraction of the time; SCOPE=engine the fast suites of worker/ and
+# worker/engine/ (libtorch itself is not instrumented, only the engine's
+# code); SCOPE=all (the default) is the whole fast label.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD"
@@ -33,17 +35,20 @@ cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   || { cat "$build_dir/configure.log"; exit 1; }
 scope="${SCOPE:-all}"
 core_targets=()
-if [ "$scope" = core ]; then
-  # The fast suites of the folders whose libraries do not link Torch (e2e
-  # suites run the executable, which does).
+if [ "$scope" = core ] || [ "$scope" = engine ]; then
+  # core: the fast suites of the folders whose libraries do not link Torch;
+  # engine: those of worker/ and worker/engine/ (e2e suites run the
+  # executable, which needs everything).
+  folders='io|partition|coordinator|render|codegen|slurm|report'
+  [ "$scope" = engine ] && folders='worker'
   mapfile -t core_targets < <(cmake --build "$build_dir" --target help | sed -n 's/^\.\.\. \(test_[a-z0-9_]*\).*/\1/p' |
-    grep -E '^test_(io|partition|coordinator|render|codegen|slurm|report)_' | grep -v '_e2e$')
-  [ "${#core_targets[@]}" -gt 0 ] || { echo "SCOPE=core: no test targets found"; exit 1; }
+    grep -E "^test_($folders)_" | grep -v '_e2e$')
+  [ "${#core_targets[@]}" -gt 0 ] || { echo "SCOPE=$scope: no test targets found"; exit 1; }
   cmake --build "$build_dir" -j "$jobs" --target "${core_targets[@]}"
 elif [ "$scope" = all ]; then
   cmake --build "$build_dir" -j "$jobs"
 else
-  echo "SCOPE=$scope: expected all or core"; exit 2
+  echo "SCOPE=$scope: expected all, core or engine"; exit 2
 fi
 
 # Every finding fails its test: ASan aborts at the first error, UBSan too
@@ -55,15 +60,15 @@ export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1${UBSAN_OPTIONS:+:$UBSAN
 export LSAN_OPTIONS="suppressions=$root/scripts/sanitizer/lsan.supp:print_suppressions=0${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 cd "$build_dir"
-if [ "$scope" = core ]; then
+if [ "$scope" != all ]; then
   failed=()
   for t in "${core_targets[@]}"; do
     note=""
     (cd tests && "./$t" "$@") > "$t.sanitizer.log" 2>&1 || { failed+=("$t"); note=", FAILED (see $build_dir/$t.sanitizer.log)"; }
     echo "$t: $(grep -oE 'PASSED  \] [0-9]+' "$t.sanitizer.log" | grep -oE '[0-9]+$' || echo 0) passed$note"
   done
-  [ "${#failed[@]}" -eq 0 ] || { echo "sanitizer suite (core): ${#failed[@]} failed: ${failed[*]}"; exit 1; }
-  echo "sanitizer suite: clean (ASan + UBSan, core scope: ${#core_targets[@]} fast suites without libtorch, $build_dir)"
+  [ "${#failed[@]}" -eq 0 ] || { echo "sanitizer suite ($scope): ${#failed[@]} failed: ${failed[*]}"; exit 1; }
+  echo "sanitizer suite: clean (ASan + UBSan, $scope scope: ${#core_targets[@]} fast suites, $build_dir)"
   exit 0
 fi
 ctest -L fast --output-on-failure -j "$jobs" --timeout 900 "$@"
