@@ -1,7 +1,8 @@
-#pragma once
 // The environment variables diffsearch reads, in one table: `diffsearch
 // --help` prints it, and docs/architecture.md ("Environment switches") lists
 // the same names. A new getenv in the code belongs here too.
+#pragma once
+
 #include <string>
 #include <vector>
 
