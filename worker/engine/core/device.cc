@@ -129,6 +129,9 @@ void apply_memory_fraction(const RunOptions& options) {
                      "\": expected a number in (0, 1], the share of the GPU's memory this process may use");
   }
 #ifdef DIFFSEARCH_WITH_CUDA
+  // The caching allocator is set up by the first CUDA allocation (libtorch
+  // 2.x asserts "Allocator not initialized for device" before it).
+  (void)torch::empty({1}, torch::TensorOptions().device(options.device));
   c10::cuda::CUDACachingAllocator::setMemoryFraction(fraction, options.device.index());
 #endif
 }
