@@ -22,6 +22,17 @@ namespace diffsearch::coordinator {
 namespace {
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+// How many of the least losses that surely reach a target each setting is
+// tested against (paired tests cost n each).
+constexpr std::size_t kTargetRivals = 8;
+// A component setting leaves its combining front only to one faster by more
+// than this: speeds that close alone can swap order inside a combination
+// (a T-GATE warm-up or self-attention interval that saves little alone
+// saves differently beside DeepCache's partial steps).
+constexpr double kCombiningSpeedGap = 0.10;
+// The combination model's margins are this times its worst leave-one-out
+// error: twelve held-out points do not bound the error of thousands.
+constexpr double kModelMarginFactor = 1.5;
 
 struct Candidate {
   uint64_t index = 0;       // in its space
@@ -54,6 +65,7 @@ struct SpaceRace {
   std::size_t round = 0;    // index into the schedule of the round in flight
   std::size_t pending = 0;  // items of the round still unsettled
   std::vector<double> targets;  // speedup targets of the tasks it serves, sorted
+  bool untargeted = false;      // serves a task without one (fastest within the bound)
   double loss_min = 0.02, loss_max = 0.02;
   double margin = 0;       // the model's relative margin on speedups (combinations)
   double loss_margin = 0;  // and its absolute margin on losses
@@ -76,10 +88,12 @@ class FrontierStrategy : public SearchStrategy {
     // seeded from it.
     std::vector<std::set<double>> targets(p.spaces.size());
     std::vector<std::pair<double, double>> loss(p.spaces.size(), {1e300, -1e300});
+    std::vector<bool> untargeted(p.spaces.size(), false);
     auto serve = [&](std::size_t s, std::size_t from) {
       for (std::size_t t : p.spaces[from].tasks) {
         const auto& task = p.tasks[t];
         if (task.speedup) targets[s].insert(*task.speedup);
+        else if (!task.latency_s) untargeted[s] = true;
         loss[s].first = std::min(loss[s].first, task.max_score_loss);
         loss[s].second = std::max(loss[s].second, task.max_score_loss);
       }
@@ -106,6 +120,7 @@ class FrontierStrategy : public SearchStrategy {
       auto& race = races_[s];
       race.space = s;
       race.targets.assign(targets[s].begin(), targets[s].end());
+      race.untargeted = untargeted[s];
       if (loss[s].first <= loss[s].second) race.loss_min = loss[s].first, race.loss_max = loss[s].second;
       for (std::size_t c : race.components) races_[c].dependents.push_back(s);
       active_.push_back(s);
@@ -320,9 +335,85 @@ class FrontierStrategy : public SearchStrategy {
     return true;
   }
 
-  // Faster by more than the tolerance.
+  // Faster by more than kCombiningSpeedGap: what removes a setting from a
+  // combining front.
   bool clearly_faster(const Candidate& b, const Candidate& a) const {
-    return speed(b) > speed(a) * (1 + fo_.speed_tolerance);
+    return speed(b) > speed(a) * (1 + std::max(fo_.speed_tolerance, kCombiningSpeedGap));
+  }
+
+  double speed_lo(const SpaceRace& race, const Candidate& c) const { return speed(c) / (1 + speed_uncertainty(race, c)); }
+  double speed_hi(const SpaceRace& race, const Candidate& c) const { return speed(c) * (1 + speed_uncertainty(race, c)); }
+
+  // Answers by target. When every task a space serves has a speedup target,
+  // a setting A can be an answer in two ways only: as the least loss among
+  // the settings that reach some target A reaches (then a setting that
+  // surely reaches the highest target A might reach, with a surely lower
+  // loss, rules A out, however fast A is), or as the nearest point of a
+  // target above A's reach that no setting surely meets within the loss
+  // bound (there only a faster setting with a lower loss rules A out, as
+  // `covers` asks). So once every target above A's reach is surely
+  // feasible, the staircase of front points between two targets needs no
+  // measuring beyond its lowest-loss end.
+  struct TargetView {
+    bool on = false;
+    std::vector<bool> surely_feasible;             // per target
+    std::vector<std::vector<std::size_t>> rivals;  // per target: least losses that surely reach it
+    std::vector<double> nearest;                   // per target: the least sure upper shortfall
+  };
+
+  // distill's distance of an infeasible answer from its goal: relative loss
+  // over the bound plus relative speedup under the target.
+  static double shortfall(double speedup, double loss, double target, double bound) {
+    return std::max(0.0, (loss - bound) / bound) + std::max(0.0, (target - speedup) / target);
+  }
+
+  // Whether A (speedup at most `hi`, loss at least `lower`) is surely never
+  // the answer of a target above index k: each is surely feasible, or some
+  // setting surely misses it by less than A can.
+  bool beyond_reach_settled(const SpaceRace& race, const TargetView& v, int k, double hi, double lower) const {
+    for (std::size_t j = static_cast<std::size_t>(k + 1); j < race.targets.size(); ++j) {
+      if (v.surely_feasible[j]) continue;
+      if (!(shortfall(hi, lower, race.targets[j], race.loss_max) > v.nearest[j])) return false;
+    }
+    return true;
+  }
+
+  // The index of the highest target A might reach; -1 when none.
+  int highest_reachable(const SpaceRace& race, const Candidate& a) const {
+    const double hi = speed_hi(race, a);
+    int k = -1;
+    for (std::size_t j = 0; j < race.targets.size(); ++j) {
+      if (hi >= race.targets[j]) k = static_cast<int>(j);
+    }
+    return k;
+  }
+
+  // `upper(i)`: a sure upper bound on candidate i's loss; `point(i)`: its
+  // estimate, which orders the rivals.
+  template <typename Upper, typename Point>
+  TargetView target_view(const SpaceRace& race, const std::vector<std::size_t>& live, std::size_t rivals, Upper upper,
+                         Point point) const {
+    TargetView v;
+    v.on = !race.untargeted && !race.targets.empty();
+    if (!v.on) return v;
+    v.surely_feasible.assign(race.targets.size(), false);
+    v.rivals.resize(race.targets.size());
+    v.nearest.assign(race.targets.size(), std::numeric_limits<double>::infinity());
+    for (std::size_t k = 0; k < race.targets.size(); ++k) {
+      auto& r = v.rivals[k];
+      for (std::size_t i : live) {
+        const double lo = speed_lo(race, race.cands[i]);
+        v.nearest[k] = std::min(v.nearest[k], shortfall(lo, upper(i), race.targets[k], race.loss_min));
+        if (lo < race.targets[k]) continue;
+        if (upper(i) <= race.loss_min) v.surely_feasible[k] = true;
+        r.push_back(i);
+      }
+      std::stable_sort(r.begin(), r.end(), [&](std::size_t x, std::size_t y) {
+        return point(x) < point(y) || (point(x) == point(y) && race.cands[x].index < race.cands[y].index);
+      });
+      if (r.size() > rivals) r.resize(rivals);
+    }
+    return v;
   }
 
   static bool less_aggressive(const Candidate& b, const Candidate& a) {
@@ -384,8 +475,8 @@ class FrontierStrategy : public SearchStrategy {
       const auto [c, d] = line_fit(losses, i);
       worst_loss = std::max(worst_loss, std::fabs(c + d * losses[i].first - losses[i].second));
     }
-    race.margin = std::max(fo_.speed_margin, worst_speed);
-    race.loss_margin = worst_loss;
+    race.margin = std::max(fo_.speed_margin, kModelMarginFactor * worst_speed);
+    race.loss_margin = kModelMarginFactor * worst_loss;
     const auto [a, b] = line_fit(speeds, speeds.size());
     const auto [c, d] = line_fit(losses, losses.size());
     for (auto& x : race.cands) {
@@ -419,7 +510,29 @@ class FrontierStrategy : public SearchStrategy {
     for (std::size_t i : front) {
       if (race.cands[i].predicted_loss <= 2 * race.loss_max) relevant.push_back(i);
     }
-    return relevant;
+    if (race.untargeted || race.targets.empty()) return relevant;
+    // Every task has a target: per target, the front points that would
+    // answer it by the point predictions (the least loss predicted to reach
+    // it, and to surely reach it; the least shortfall), not the staircase
+    // between targets.
+    std::set<std::size_t> picks;
+    for (double r : race.targets) {
+      std::size_t reach = relevant.size(), sure = relevant.size(), near = relevant.size();
+      double near_d = std::numeric_limits<double>::infinity();
+      for (std::size_t j = 0; j < relevant.size(); ++j) {
+        const Candidate& c = race.cands[relevant[j]];
+        // `relevant` runs fastest first, losses falling: the last qualifying
+        // one has the least loss.
+        if (c.predicted >= r) reach = j;
+        if (c.predicted / (1 + race.margin) >= r) sure = j;
+        const double d = shortfall(c.predicted, c.predicted_loss, r, race.loss_max);
+        if (d < near_d) near_d = d, near = j;
+      }
+      for (std::size_t j : {reach, sure, near}) {
+        if (j < relevant.size()) picks.insert(relevant[j]);
+      }
+    }
+    return std::vector<std::size_t>(picks.begin(), picks.end());
   }
 
   // Before a combination costs an image: out when another (measured or
@@ -465,6 +578,30 @@ class FrontierStrategy : public SearchStrategy {
                (loss_hi(race.cands[x]) == loss_hi(race.cands[y]) && race.cands[x].index < race.cands[y].index);
       });
       if (best.size() > kRivals) best.pop_back();
+    }
+    // By target (target_view): against the least upper losses that surely
+    // reach the highest target A might reach.
+    std::vector<std::size_t> alive;
+    for (std::size_t i = 0; i < race.cands.size(); ++i) {
+      if (race.cands[i].alive) alive.push_back(i);
+    }
+    const TargetView tv = target_view(
+        race, alive, kRivals, [&](std::size_t i) { return loss_hi(race.cands[i]); },
+        [&](std::size_t i) { return loss_hi(race.cands[i]); });
+    for (std::size_t i : alive) {
+      Candidate& a = race.cands[i];
+      if (!tv.on || a.measured_to > 0) continue;
+      const int k = highest_reachable(race, a);
+      if (!beyond_reach_settled(race, tv, k, speed_hi(race, a), loss_lo(a))) continue;
+      bool out = k < 0;
+      for (std::size_t j = 0; !out && j < tv.rivals[k].size(); ++j) {
+        const Candidate& b = race.cands[tv.rivals[k][j]];
+        out = b.alive && b.index != a.index && loss_hi(b) < loss_lo(a);
+      }
+      if (out) {
+        a.alive = false;
+        ++pruned_;
+      }
     }
     if (!fo_.assume_monotone) return;
     for (auto& a : race.cands) {
@@ -567,6 +704,28 @@ class FrontierStrategy : public SearchStrategy {
     if (some_within) {
       for (std::size_t i : live) out[i] = loss_lower(i) > 2 * race.loss_max;
     }
+    // B's loss surely below A's: the pair's paired differences, or the
+    // pooled spread (the pair's spread is at most the sum of the two).
+    std::vector<double> diff(static_cast<std::size_t>(n));
+    auto surely_lower = [&](std::size_t bi, std::size_t ai) {
+      const Candidate& a = race.cands[ai];
+      const Candidate& b = race.cands[bi];
+      for (int p = 0; p < n; ++p) diff[p] = (a.acc[p] - b.acc[p]) / mean_base[ai];  // loss_b - loss_a
+      const MeanBounds d = sample_bounds(diff);
+      const bool pooled_says = std::isfinite(prior_sd[ai]) && std::isfinite(prior_sd[bi]) &&
+                               d.mean + half(prior_sd[ai] + prior_sd[bi]) < 0;
+      return d.upper < 0 || pooled_says;
+    };
+    // By target (target_view), for the answers' race only: a combining front
+    // needs every speed, since inside a combination speeds multiply. Only
+    // by measured losses: the monotone assumption is about true losses, and
+    // by target it would drop settings that noise makes exhaustive's pick
+    // (category 4's noisy landscapes lost a tenth of their answers that way,
+    // for almost no saving on a noise-free one).
+    TargetView tv;
+    if (exact_at_full) {
+      tv = target_view(race, live, kTargetRivals, loss_upper, [&](std::size_t i) { return loss[i].mean; });
+    }
     // Faster first; for A, the candidates that cover its speed are a prefix.
     std::vector<std::size_t> by_speed = live;
     std::stable_sort(by_speed.begin(), by_speed.end(), [&](std::size_t a, std::size_t b) {
@@ -575,7 +734,6 @@ class FrontierStrategy : public SearchStrategy {
     // The lowest-loss candidates among each prefix, to test A against.
     constexpr std::size_t kRivals = 8;
     std::vector<std::size_t> best;
-    std::vector<double> diff(static_cast<std::size_t>(n));
     for (std::size_t pos = 0; pos < by_speed.size(); ++pos) {
       const std::size_t ai = by_speed[pos];
       const Candidate& a = race.cands[ai];
@@ -585,14 +743,18 @@ class FrontierStrategy : public SearchStrategy {
           // The combining front keeps a setting that only one about as fast
           // beats: inside a combination their speeds can part.
           if (!covers(race, b, a) || (!exact_at_full && !clearly_faster(b, a))) continue;
-          for (int p = 0; p < n; ++p) diff[p] = (a.acc[p] - b.acc[p]) / mean_base[ai];  // loss_b - loss_a
-          const MeanBounds d = sample_bounds(diff);
-          // The pair's spread is at most the sum of the two spreads.
-          const bool pooled_says = std::isfinite(prior_sd[ai]) && std::isfinite(prior_sd[bi]) &&
-                                   d.mean + half(prior_sd[ai] + prior_sd[bi]) < 0;
-          if (d.upper < 0 || pooled_says) {
+          if (surely_lower(bi, ai)) {
             out[ai] = true;
             break;
+          }
+        }
+        if (!out[ai] && tv.on) {
+          const int k = highest_reachable(race, a);
+          if (beyond_reach_settled(race, tv, k, speed_hi(race, a), loss_lower(ai))) {
+            out[ai] = k < 0;
+            for (std::size_t j = 0; !out[ai] && j < tv.rivals[k].size(); ++j) {
+              if (tv.rivals[k][j] != ai) out[ai] = surely_lower(tv.rivals[k][j], ai);
+            }
           }
         }
         if (!out[ai] && fo_.assume_monotone) {
@@ -622,8 +784,13 @@ class FrontierStrategy : public SearchStrategy {
         // that the rest are pruned against exact losses, not predicted ones.
         race.phase = Phase::Scouting;
         if (std::isfinite(race.loss_margin)) {
-          for (std::size_t i : predicted_front(race)) race.cands[i].calibration = true;
+          const auto scouts = predicted_front(race);
+          for (std::size_t i : scouts) race.cands[i].calibration = true;
           issue(race, 0, options_.samples, [](const Candidate& c) { return c.calibration; });
+          if (trace_) {
+            std::fprintf(stderr, "frontier trace %s: %zu candidates, model margins %.3f %.4f, %zu scouts\n",
+                         space_of(race).key().c_str(), race.cands.size(), race.margin, race.loss_margin, scouts.size());
+          }
         }
         continue;
       }

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <set>
 #include <string>
 
 #include "coordinator/distill.h"
@@ -155,6 +156,39 @@ TEST(FrontierStrategy, KnobsTurnAssumptionsOff) {
   }
   EXPECT_GT(product.gpu_seconds, 2 * with.gpu_seconds);
   EXPECT_GT(no_model.gpu_seconds, with.gpu_seconds);
+}
+
+// Answers by target: a setting matters only as the least loss among those
+// reaching a target, or as the nearest point of an infeasible one; the
+// staircase of front points between two targets is not measured in full.
+TEST(FrontierStrategy, MeasuresInFullOnlyWhatTheTargetsCanPick) {
+  const std::string evaluator = "synthetic:noise=0,jitter=0";
+  auto targeted = base_options(evaluator, "frontier");
+  targeted.tasks = slice("sd15/ddim/20/deepcache/x2.0/");
+  ASSERT_EQ(targeted.tasks.size(), 1u);
+  auto full_units = [](const SearchOptions& o) {
+    const SearchPlan plan = make_search_plan(o);
+    auto evaluator = make_evaluator(o.evaluator, 0);
+    const Simulation sim = simulate_search(o, plan, *evaluator);
+    std::set<std::string> full;
+    for (const auto& r : sim.rows) {
+      if (r.prompt_end == o.samples) full.insert(r.unit_key);
+    }
+    return full.size();
+  };
+  // The same space serving a task without a target (the fastest setting
+  // within the bound) must keep its whole front.
+  auto untargeted = targeted;
+  untargeted.tasks[0].speedup.reset();
+  const std::size_t by_target = full_units(targeted), whole_front = full_units(untargeted);
+  EXPECT_LE(by_target, 2u);
+  EXPECT_GT(whole_front, by_target + 2);
+  for (const auto* o : {&targeted, &untargeted}) {
+    auto exhaustive = *o;
+    exhaustive.strategy = "exhaustive";
+    const Comparison c = compare(run(*o).answers, run(exhaustive).answers);
+    EXPECT_EQ(c.identical, 1u) << c.differing;
+  }
 }
 
 TEST(FrontierStrategy, MeasuresInNestedPromptRanges) {
