@@ -83,8 +83,11 @@ class EngineEvaluator final : public Evaluator {
         engine::release_cached_memory(options);
         const int next = batch_fit_.after_out_of_memory(shape.str(), fitted.batch_size);
         if (next == 0) throw;  // one image does not fit: the scheduler's out-of-memory rules take over
+        // Height 0: the model folder's own size.
+        const std::string size = unit.height > 0 ? std::to_string(unit.height) + "x" + std::to_string(unit.width) + " px"
+                                                 : "its own size";
         log::warn("batch of " + std::to_string(fitted.batch_size) + " does not fit " + unit.device + " (" +
-                  unit.model_dir + " at " + std::to_string(unit.height) + " px); trying " + std::to_string(next));
+                  unit.model_dir + " at " + size + "); trying " + std::to_string(next));
         fitted.batch_size = next;
       }
     }
