@@ -13,7 +13,9 @@
 # the whole search but the engine), which an instrumented build reaches in a
 # fraction of the time; SCOPE=engine the fast suites of worker/ and
 # worker/engine/ (libtorch itself is not instrumented, only the engine's
-# code); SCOPE=all (the default) is the whole fast label.
+# code); SCOPE=cli the fast suites of cli/ and scripts/, which run the
+# instrumented executable as a subprocess (what the first two leave out);
+# SCOPE=all (the default) is the whole fast label.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD"
@@ -35,20 +37,23 @@ cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   || { cat "$build_dir/configure.log"; exit 1; }
 scope="${SCOPE:-all}"
 core_targets=()
-if [ "$scope" = core ] || [ "$scope" = engine ]; then
+if [ "$scope" = core ] || [ "$scope" = engine ] || [ "$scope" = cli ]; then
   # core: the fast suites of the folders whose libraries do not link Torch;
-  # engine: those of worker/ and worker/engine/ (e2e suites run the
-  # executable, which needs everything).
+  # engine: those of worker/ and worker/engine/; cli: those of cli/ and
+  # scripts/, with the executable they run (e2e suites are the slow label).
   folders='io|partition|coordinator|render|codegen|slurm|report'
   [ "$scope" = engine ] && folders='worker'
+  [ "$scope" = cli ] && folders='cli|scripts'
   mapfile -t core_targets < <(cmake --build "$build_dir" --target help | sed -n 's/^\.\.\. \(test_[a-z0-9_]*\).*/\1/p' |
     grep -E "^test_($folders)_" | grep -v '_e2e$')
   [ "${#core_targets[@]}" -gt 0 ] || { echo "SCOPE=$scope: no test targets found"; exit 1; }
-  cmake --build "$build_dir" -j "$jobs" --target "${core_targets[@]}"
+  extra=()
+  [ "$scope" = cli ] && extra=(diffsearch)
+  cmake --build "$build_dir" -j "$jobs" --target "${core_targets[@]}" "${extra[@]}"
 elif [ "$scope" = all ]; then
   cmake --build "$build_dir" -j "$jobs"
 else
-  echo "SCOPE=$scope: expected all, core or engine"; exit 2
+  echo "SCOPE=$scope: expected all, core, engine or cli"; exit 2
 fi
 
 # Every finding fails its test: ASan aborts at the first error, UBSan too
