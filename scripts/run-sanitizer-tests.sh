@@ -8,7 +8,7 @@
 #
 # BUILD_DIR (default /tmp/build-asan), JOBS (default nproc) and CC/CXX (the
 # system gcc by default; clang works too) choose where and how. SCOPE=core
-# builds and runs only the fast suites that do not link libtorch (io,
+# builds and runs only the fast suites that do not link libtorch (support, io,
 # partition, coordinator, render, codegen, slurm, report: every parser and
 # the whole search but the engine), which an instrumented build reaches in a
 # fraction of the time; SCOPE=engine the fast suites of worker/ and
@@ -41,7 +41,7 @@ if [ "$scope" = core ] || [ "$scope" = engine ] || [ "$scope" = cli ]; then
   # core: the fast suites of the folders whose libraries do not link Torch;
   # engine: those of worker/ and worker/engine/; cli: those of cli/ and
   # scripts/, with the executable they run (e2e suites are the slow label).
-  folders='io|partition|coordinator|render|codegen|slurm|report'
+  folders='support|io|partition|coordinator|render|codegen|slurm|report'
   [ "$scope" = engine ] && folders='worker'
   [ "$scope" = cli ] && folders='cli|scripts'
   mapfile -t core_targets < <(cmake --build "$build_dir" --target help | sed -n 's/^\.\.\. \(test_[a-z0-9_]*\).*/\1/p' |
