@@ -128,6 +128,10 @@ std::optional<Candidate> nearest_on_front(const std::vector<Candidate>& c, F sho
 
 }  // namespace
 
+double speedup_shortfall(double speedup, double loss, double target, double max_loss) {
+  return std::max(0.0, (loss - max_loss) / max_loss) + (target > 0 ? std::max(0.0, (target - speedup) / target) : 0.0);
+}
+
 RecordedSearch recorded_search(const io::ResultsContents& contents, const std::vector<partition::Task>& tasks) {
   // What the file's configuration implies: a damaged one is the file's
   // fault, so the error names it (the messages name the field).
@@ -272,8 +276,8 @@ nlohmann::json distill(const io::ResultsContents& contents, const std::vector<pa
       } else {
         status = "infeasible";
         chosen = nearest_on_front(candidates, [&](const Candidate& c) {
-          double d = std::max(0.0, (c.loss - max_loss) / max_loss);
-          if (task.speedup) d += std::max(0.0, (*task.speedup - c.speedup) / *task.speedup);
+          // Without a target only the loss term counts.
+          double d = speedup_shortfall(c.speedup, c.loss, task.speedup.value_or(0.0), max_loss);
           if (task.latency_s) d += std::max(0.0, (c.latency_s - *task.latency_s) / *task.latency_s);
           return d;
         });

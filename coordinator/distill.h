@@ -39,4 +39,10 @@ nlohmann::json distill(const io::ResultsContents& contents, const std::vector<pa
 // trailing newline).
 std::string distill_text(const nlohmann::json& answers);
 
+// How far an infeasible answer misses a speedup goal: its relative loss over
+// the bound plus its relative speedup under the target. distill's nearest
+// point minimises it (plus a latency term for latency tasks); the frontier
+// strategy's race reasons with the same function, so the two agree.
+double speedup_shortfall(double speedup, double loss, double target, double max_loss);
+
 }  // namespace diffsearch::coordinator

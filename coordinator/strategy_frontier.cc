@@ -13,6 +13,7 @@
 #include <map>
 #include <set>
 
+#include "coordinator/distill.h"
 #include "coordinator/race_stats.h"
 #include "coordinator/search.h"
 #include "coordinator/strategy_internal.h"
@@ -316,12 +317,16 @@ class FrontierStrategy : public SearchStrategy {
     return c.measured_to > 0 ? fo_.speed_tolerance : std::max(race.margin, fo_.speed_tolerance);
   }
 
+  // The speedup's sure bounds: what the full prompt list can still measure.
+  double speed_lo(const SpaceRace& race, const Candidate& c) const { return speed(c) / (1 + speed_uncertainty(race, c)); }
+  double speed_hi(const SpaceRace& race, const Candidate& c) const { return speed(c) * (1 + speed_uncertainty(race, c)); }
+
   // Whether B is at least as fast as A and surely reaches every target A
   // might reach (within the measurement tolerance or the speed model's
   // margin): then if B's loss is lower, A is never the answer of any rule.
   bool covers(const SpaceRace& race, const Candidate& b, const Candidate& a) const {
     const double sa = speed(a), sb = speed(b);
-    const double lo_b = sb / (1 + speed_uncertainty(race, b)), hi_a = sa * (1 + speed_uncertainty(race, a));
+    const double lo_b = speed_lo(race, b), hi_a = speed_hi(race, a);
     if (a.measured_to > 0 && b.measured_to > 0) {
       // Strictly by the estimates: "about as fast" would lose the faster
       // setting that the nearest-point and fastest-within-bound rules pick.
@@ -341,9 +346,6 @@ class FrontierStrategy : public SearchStrategy {
     return speed(b) > speed(a) * (1 + std::max(fo_.speed_tolerance, kCombiningSpeedGap));
   }
 
-  double speed_lo(const SpaceRace& race, const Candidate& c) const { return speed(c) / (1 + speed_uncertainty(race, c)); }
-  double speed_hi(const SpaceRace& race, const Candidate& c) const { return speed(c) * (1 + speed_uncertainty(race, c)); }
-
   // Answers by target. When every task a space serves has a speedup target,
   // a setting A can be an answer in two ways only: as the least loss among
   // the settings that reach some target A reaches (then a setting that
@@ -361,19 +363,13 @@ class FrontierStrategy : public SearchStrategy {
     std::vector<double> nearest;                   // per target: the least sure upper shortfall
   };
 
-  // distill's distance of an infeasible answer from its goal: relative loss
-  // over the bound plus relative speedup under the target.
-  static double shortfall(double speedup, double loss, double target, double bound) {
-    return std::max(0.0, (loss - bound) / bound) + std::max(0.0, (target - speedup) / target);
-  }
-
   // Whether A (speedup at most `hi`, loss at least `lower`) is surely never
   // the answer of a target above index k: each is surely feasible, or some
   // setting surely misses it by less than A can.
   bool beyond_reach_settled(const SpaceRace& race, const TargetView& v, int k, double hi, double lower) const {
     for (std::size_t j = static_cast<std::size_t>(k + 1); j < race.targets.size(); ++j) {
       if (v.surely_feasible[j]) continue;
-      if (!(shortfall(hi, lower, race.targets[j], race.loss_max) > v.nearest[j])) return false;
+      if (!(speedup_shortfall(hi, lower, race.targets[j], race.loss_max) > v.nearest[j])) return false;
     }
     return true;
   }
@@ -403,7 +399,7 @@ class FrontierStrategy : public SearchStrategy {
       auto& r = v.rivals[k];
       for (std::size_t i : live) {
         const double lo = speed_lo(race, race.cands[i]);
-        v.nearest[k] = std::min(v.nearest[k], shortfall(lo, upper(i), race.targets[k], race.loss_min));
+        v.nearest[k] = std::min(v.nearest[k], speedup_shortfall(lo, upper(i), race.targets[k], race.loss_min));
         if (lo < race.targets[k]) continue;
         if (upper(i) <= race.loss_min) v.surely_feasible[k] = true;
         r.push_back(i);
@@ -525,7 +521,7 @@ class FrontierStrategy : public SearchStrategy {
         // one has the least loss.
         if (c.predicted >= r) reach = j;
         if (c.predicted / (1 + race.margin) >= r) sure = j;
-        const double d = shortfall(c.predicted, c.predicted_loss, r, race.loss_max);
+        const double d = speedup_shortfall(c.predicted, c.predicted_loss, r, race.loss_max);
         if (d < near_d) near_d = d, near = j;
       }
       for (std::size_t j : {reach, sure, near}) {
