@@ -4,10 +4,14 @@
 # decode included), per image, with the share of the fp16 matrix rate its MACs
 # imply, beside diffusers timed in the same call on the same folders
 # (bench/diffusers_bench.py, its sources carried in .device/ and unpacked by
-# scripts/diffusers-env.sh). ENGINE="sd15:1 sd15:8 sdxl:8" picks the engine's
-# runs (default MODELS x BATCHES, all three models at 1 and 8), DIFFUSERS_RUNS
-# diffusers' (see below); ROUNDS=3; BREAKDOWN_MODELS="sd15" adds an eager
-# phase-by-phase run at batch 8; FIT=1 also
+# scripts/diffusers-env.sh). ENGINE="sd15:1 sd15:8 sdxl:8:1" picks the
+# engine's runs, MODEL:BATCH[:ROUNDS] (default MODELS x BATCHES, all three
+# models at 1 and 8), DIFFUSERS_RUNS diffusers' (see below); ROUNDS=3;
+# BREAKDOWN_MODELS="sd15" adds an eager phase-by-phase run at batch 8;
+# PROFILE_MODELS="sd15 sdxl" one eager 5-step run at batch 8 under the
+# profiler, its GPU time by region and by kind of kernel
+# (scripts/trace_summary.py --classes); PEAK=1 what cuBLAS and cuDNN reach on
+# the card for the UNet's shapes (bench/peak_rate.py); FIT=1 also
 # checks that `evaluate` fits a smaller batch when the card is made small
 # (DIFFSEARCH_CUDA_MEMORY_FRACTION) and that a search takes each model
 # folder's own resolution. SRC=FILE.tar.gz builds from that snapshot instead
@@ -62,11 +66,15 @@ engine_runs="${ENGINE:-}"
 if [ -z "$engine_runs" ]; then
   for kind in ${MODELS:-sd15 sd21 sdxl}; do for b in ${BATCHES:-1 8}; do engine_runs+=" $kind:$b"; done; done
 fi
+if [ "${PEAK:-0}" = 1 ]; then
+  echo "== what cuBLAS and cuDNN reach on this card ($(date +%T))"
+  timeout "${SEGMENT_S:-300}" python3 "$root/bench/peak_rate.py" 2>&1 | tee "$out/peak-rate.txt"
+fi
 for run in $engine_runs; do
-  kind="${run%%:*}"; b="${run#*:}"
+  IFS=: read -r kind b rounds <<< "$run"
   [ -d "/tmp/$kind-full" ] || "$bin" synth-model --like "$kind" --full-size --dtype fp16 --out "/tmp/$kind-full" --log-level warn
   echo "== engine $kind batch $b ($(date +%T))"
-  timeout "${SEGMENT_S:-300}" "$bench" --model "/tmp/$kind-full" --steps 50 --batch "$b" --rounds "${ROUNDS:-3}" \
+  timeout "${SEGMENT_S:-300}" "$bench" --model "/tmp/$kind-full" --steps 50 --batch "$b" --rounds "${rounds:-${ROUNDS:-3}}" \
     --json "/tmp/engine-$kind-b$b.json" "${variants[@]}" 2>&1 | tee -a "$out/engine.txt" | tail -7
 done
 for kind in ${BREAKDOWN_MODELS:-}; do
@@ -75,6 +83,18 @@ for kind in ${BREAKDOWN_MODELS:-}; do
     --json "/tmp/breakdown-$kind.json" 2>&1 | tee -a "$out/engine-breakdown.txt" | tail -3
 done
 join_json "$out/engine.json" /tmp/engine-*.json /tmp/breakdown-*.json
+for kind in ${PROFILE_MODELS:-}; do
+  # Where the GPU time goes at batch 8, by region and by kind of kernel.
+  [ -d "/tmp/$kind-full" ] || "$bin" synth-model --like "$kind" --full-size --dtype fp16 --out "/tmp/$kind-full" --log-level warn
+  rm -rf "/tmp/prof-$kind" && mkdir -p "/tmp/prof-$kind"
+  echo "== profile $kind batch 8 ($(date +%T))"
+  timeout "${SEGMENT_S:-300}" "$bench" --model "/tmp/$kind-full" --steps 5 --batch 8 --profile "/tmp/prof-$kind" 2>&1 | tail -2
+  for f in /tmp/prof-"$kind"/*.json; do
+    echo "=== $kind batch 8, $(basename "$f" .json)"
+    python3 "$root/scripts/trace_summary.py" "$f" --classes --depth 3 --top unet --top vae_decode 2>&1
+  done >> "$out/profile.txt"
+  grep -A8 "all GPU time by kind" "$out/profile.txt" | tail -9
+done
 
 if [ -n "${DIFFUSERS_RUNS:-}" ]; then
   # shellcheck disable=SC1091

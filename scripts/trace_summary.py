@@ -6,9 +6,12 @@ Each kernel, copy and memset is attributed to the regions open on the host
 when it was launched (matched through the launch's correlation id). Prints:
 the GPU time per region path (count, total, per occurrence); the UNet
 forwards grouped by which blocks they ran (DeepCache's partial steps apart
-from full ones); the costliest kernels of the regions asked for with --top.
+from full ones); the costliest kernels of the regions asked for with --top;
+with --classes, the GPU time by kind of kernel (matrix products,
+convolutions, attention, normalisation, the rest), the split that says
+whether a run is bound by its arithmetic or by memory passes.
 
-Usage: trace_summary.py TRACE.json [--top REGION ...] [--depth N]
+Usage: trace_summary.py TRACE.json [--top REGION ...] [--depth N] [--classes]
 Standard library only (runs on the GPU machine's python3).
 """
 import argparse
@@ -36,6 +39,27 @@ class Region:
             names.append(r.name)
             r = r.parent
         return "/".join(reversed(names))
+
+
+# Kernel classes by name, first match wins (lower case). Attention before
+# matrix products: fused attention kernels are built from GEMM templates.
+KERNEL_CLASSES = (
+    ("attention", ("fmha", "flash", "attention", "attn", "mha", "sdpa")),
+    ("convolution", ("conv", "fprop", "dgrad", "wgrad", "winograd", "implicit")),
+    ("matrix product", ("gemm", "nvjet", "cublas", "cutlass", "xmma", "matmul", "splitk")),
+    ("normalisation", ("norm", "moments", "scale_shift", "welford")),
+    ("softmax", ("softmax",)),
+)
+
+
+def kernel_class(name, cat):
+    if cat != "kernel":
+        return "copy / memset"
+    low = name.lower()
+    for cls, keys in KERNEL_CLASSES:
+        if any(k in low for k in keys):
+            return cls
+    return "elementwise and other"
 
 
 def load(path):
@@ -92,6 +116,8 @@ def main():
     ap.add_argument("--top", action="append", default=[],
                     help="list the costliest kernels of region paths containing this name")
     ap.add_argument("--depth", type=int, default=99, help="cut region paths after N names")
+    ap.add_argument("--classes", action="store_true",
+                    help="also sum the GPU time by kind of kernel (under each --top region too)")
     args = ap.parse_args()
 
     events = load(args.trace)
@@ -108,6 +134,7 @@ def main():
     kernels = collections.defaultdict(lambda: collections.defaultdict(float))
     total = 0.0
     unattributed = 0.0
+    class_of = {}  # kernel name (cut) -> class
     for e in events:
         if e.get("ph") != "X" or e.get("cat") not in GPU_CATS:
             continue
@@ -129,6 +156,7 @@ def main():
         path = "/".join(path.split("/")[: args.depth])
         per_path[path] += dur
         kernels[path][e["name"][:90]] += dur
+        class_of.setdefault(e["name"][:90], kernel_class(e["name"], e.get("cat")))
 
     counts = collections.Counter()
     for rs in regions.values():
@@ -165,12 +193,31 @@ def main():
         for (nr, nt), xs in sorted(groups.items(), key=lambda kv: -sum(kv[1])):
             print(f"  {len(xs):4d} x median {statistics.median(xs):9.1f} us  ({nr} resnets, {nt} transformers)")
 
+    def print_classes(agg, title):
+        by_class = collections.defaultdict(lambda: [0.0, 0])
+        for k, us in agg.items():
+            by_class[class_of.get(k, "elementwise and other")][0] += us
+            by_class[class_of.get(k, "elementwise and other")][1] += 1
+        s = sum(agg.values())
+        print(f"\n{title} by kind of kernel ({s / 1e3:.3f} ms):")
+        for cls, (us, n) in sorted(by_class.items(), key=lambda kv: -kv[1][0]):
+            print(f"  {cls:24s} {us / 1e3:9.3f} ms {100 * us / s if s else 0:5.1f}%  ({n} distinct kernels)")
+
+    if args.classes:
+        everything = collections.defaultdict(float)
+        for ks in kernels.values():
+            for k, us in ks.items():
+                everything[k] += us
+        print_classes(everything, "all GPU time")
+
     for name in args.top:
         agg = collections.defaultdict(float)
         for path, ks in kernels.items():
             if name in path.split("/"):
                 for k, us in ks.items():
                     agg[k] += us
+        if args.classes:
+            print_classes(agg, f"'{name}'")
         s = sum(agg.values())
         print(f"\nkernels under '{name}' ({s / 1e3:.3f} ms):")
         for k, us in sorted(agg.items(), key=lambda kv: -kv[1])[:25]:

@@ -66,6 +66,28 @@ TEST_F(TraceSummary, KernelsGoToTheRegionsOpenAtTheirLaunch) {
       << "the add ran outside resnet: " << r.out;
 }
 
+TEST_F(TraceSummary, ClassesSplitTheTimeByKindOfKernel) {
+  // A fused attention kernel is named after its GEMM template: it counts as
+  // attention, not as a matrix product.
+  nlohmann::json memset = kernel(5, "Memset (Device)", 2);
+  memset["cat"] = "gpu_memset";
+  const nlohmann::json trace = {
+      {"traceEvents",
+       {region("unet", 0, 100), launch(1, 10), launch(2, 20), launch(3, 30), launch(4, 40), launch(5, 50),
+        kernel(1, "sm90_xmma_fprop_implicit_gemm_f16", 40), kernel(2, "nvjet_hsh_128x256_gemm", 30),
+        kernel(3, "cudnn_generated_fort_native_sdpa_sm90_flash_fprop_wgmma_f16", 20),
+        kernel(4, "group_scale_shift_kernel", 8), memset}}};
+  const Result r = summarize(write("t.json", trace.dump()), "--classes --top unet");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("all GPU time by kind of kernel (0.100 ms)"), std::string::npos) << r.out;
+  for (const char* line : {"convolution                  0.040 ms  40.0%", "matrix product               0.030 ms  30.0%",
+                           "attention                    0.020 ms  20.0%", "normalisation                0.008 ms   8.0%",
+                           "copy / memset                0.002 ms   2.0%"}) {
+    EXPECT_NE(r.out.find(line), std::string::npos) << line << "\n" << r.out;
+  }
+  EXPECT_NE(r.out.find("'unet' by kind of kernel (0.100 ms)"), std::string::npos) << r.out;
+}
+
 TEST_F(TraceSummary, WhatIsNotATraceIsRefusedByName) {
   for (const char* text : {"{not json", "{\"events\": []}"}) {
     const std::string path = write("bad.json", text);
