@@ -106,7 +106,7 @@ int main(int argc, char** argv) {
   bool verbose = false, monotone = true;
   std::string combine = "fronts";
   double confidence = 0.99;
-  int calibration = 12;
+  int calibration = 12, polish = coordinator::FrontierOptions{}.polish;
   std::vector<int> race = {4, 8, 16, 32};
   for (int i = 2; i < argc; ++i) {
     const std::string a = argv[i];
@@ -122,6 +122,7 @@ int main(int argc, char** argv) {
     else if (a == "--no-assume-monotone") monotone = false;
     else if (a == "--confidence") confidence = std::stod(next());
     else if (a == "--speed-calibration") calibration = std::stoi(next());
+    else if (a == "--polish") polish = std::stoi(next());
     else if (a == "--race-prompts") {
       race.clear();
       std::string list = next();
@@ -161,6 +162,7 @@ int main(int argc, char** argv) {
   o.frontier.confidence = confidence;
   o.frontier.race_prompts = race;
   o.frontier.calibration = calibration;
+  o.frontier.polish = polish;
   if (landscapes.empty()) {
     landscapes = {"synthetic:seed=0,noise=0,jitter=0", "synthetic:seed=1", "synthetic:seed=2,noise=2",
                   "synthetic:seed=3,bumps=0.1"};

@@ -33,6 +33,9 @@ void add_strategy_options(CLI::App& sub, StrategyArgs& a) {
   sub.add_option("--speed-tolerance", a.speed_tolerance,
                  "frontier: relative uncertainty of a speedup measured on a prompt prefix (near a target, kept for it)")
       ->capture_default_str()->group(group);
+  sub.add_option("--polish", a.polish,
+                 "frontier: rounds of racing a combination's survivors' neighbours outside its methods' fronts (0: off)")
+      ->capture_default_str()->group(group);
 }
 
 coordinator::FrontierOptions frontier_options(const StrategyArgs& a, int samples) {
@@ -58,6 +61,7 @@ coordinator::FrontierOptions frontier_options(const StrategyArgs& a, int samples
   f.calibration = a.calibration;
   f.speed_margin = a.speed_margin;
   f.speed_tolerance = a.speed_tolerance;
+  f.polish = a.polish;
   f.validate(samples);
   return f;
 }

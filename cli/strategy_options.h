@@ -19,6 +19,7 @@ struct StrategyArgs {
   int calibration = 12;
   double speed_margin = 0.05;
   double speed_tolerance = 0.01;
+  int polish = 1;
 };
 
 void add_strategy_options(CLI::App& sub, StrategyArgs& args);

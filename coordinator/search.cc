@@ -141,6 +141,8 @@ SearchOptions options_from_config(const nlohmann::json& config, const std::vecto
     fo.calibration = f.value("calibration", fo.calibration);
     fo.speed_margin = f.value("speed_margin", fo.speed_margin);
     fo.speed_tolerance = f.value("speed_tolerance", fo.speed_tolerance);
+    // Files written before polishing existed ran without it.
+    fo.polish = f.value("polish", 0);
   }
   // Shards are joined by merge: the file's rows are the whole plan's.
   return o;

@@ -31,7 +31,7 @@ nlohmann::json FrontierOptions::to_json() const {
   return {{"race_prompts", race_prompts},         {"confidence", confidence},
           {"assume_monotone", assume_monotone},   {"combine", combine},
           {"calibration", calibration},           {"speed_margin", speed_margin},
-          {"speed_tolerance", speed_tolerance}};
+          {"speed_tolerance", speed_tolerance},   {"polish", polish}};
 }
 
 void FrontierOptions::validate(int samples) const {
@@ -42,6 +42,7 @@ void FrontierOptions::validate(int samples) const {
     throw InputError("--combine \"" + combine + "\": expected fronts or product");
   }
   if (calibration < 0) throw InputError("--speed-calibration: expected 0 or more settings");
+  if (polish < 0 || polish > 16) throw InputError("--polish " + std::to_string(polish) + ": expected 0 (off) to 16 rounds");
   if (!(speed_margin >= 0 && speed_margin < 1)) {
     throw InputError("--speed-margin: expected a fraction in [0, 1), as in 0.05");
   }

@@ -35,6 +35,10 @@ struct FrontierOptions {
   // settings of its methods together (they are measured first): smaller
   // combinations race every setting.
   static constexpr double kFrontsMinRatio = 4;
+  // Rounds of racing a combination's survivors' neighbours in the whole
+  // product (one parameter of one method one step away) after its race:
+  // what the fronts assumption misses. 0 turns it off.
+  int polish = 1;
   // Combination settings timed before the speed model predicts the rest.
   int calibration = 12;
   // The least margin on predicted speedups (the fit's held-out error widens it).

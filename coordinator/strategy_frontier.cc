@@ -51,6 +51,7 @@ struct Candidate {
   double time_base = 0, time_acc = 0, macs_base = 0, macs_acc = 0;
   double predicted = kNaN;       // the model's speedup (combinations)
   double predicted_loss = kNaN;  // the model's loss (combinations)
+  bool polished = false;         // its neighbours have joined the race (combinations)
 };
 
 enum class Phase { Waiting, Calibrating, Scouting, Racing, Done };
@@ -70,6 +71,7 @@ struct SpaceRace {
   double loss_min = 0.02, loss_max = 0.02;
   double margin = 0;       // the model's relative margin on speedups (combinations)
   double loss_margin = 0;  // and its absolute margin on losses
+  int polish_rounds = 0;   // neighbourhoods of the survivors raced so far (combinations)
 };
 
 class FrontierStrategy : public SearchStrategy {
@@ -634,7 +636,10 @@ class FrontierStrategy : public SearchStrategy {
     if (live.size() < 2) return;
     const auto out = dominated(race, live, n, /*exact_at_full=*/true);
     for (std::size_t i : live) {
-      if (out[i]) race.cands[i].alive = false;
+      // One measured in full (a scout, or a survivor whose neighbours now
+      // race) is judged on all its prompts, in the last round, not on a
+      // prefix: keeping it costs nothing.
+      if (out[i] && (n >= options_.samples || race.cands[i].measured_to < options_.samples)) race.cands[i].alive = false;
     }
   }
 
@@ -807,6 +812,7 @@ class FrontierStrategy : public SearchStrategy {
                      space_of(race).key().c_str(), n, race.cands.size(), measured, alive, race.margin,
                      race.loss_margin, pruned_);
       }
+      if (n >= options_.samples && polish(race)) continue;
       if (n >= options_.samples) {
         race.phase = Phase::Done;
         for (std::size_t d : race.dependents) {
@@ -820,6 +826,92 @@ class FrontierStrategy : public SearchStrategy {
       ++race.round;
       issue(race, n, schedule_[race.round], [](const Candidate&) { return true; });
     }
+  }
+
+  // For one method's settings (a combination's `choices`): each setting's
+  // neighbours, the settings that differ from it in one parameter, by one
+  // step of that parameter's values.
+  static std::vector<std::vector<uint64_t>> choice_neighbours(const std::vector<nlohmann::json>& choices) {
+    std::map<std::string, std::vector<double>> values;  // per parameter, sorted distinct
+    auto number = [](const nlohmann::json& v) { return v.is_boolean() ? (v.get<bool>() ? 1.0 : 0.0) : v.get<double>(); };
+    for (const auto& c : choices) {
+      for (auto it = c.begin(); it != c.end(); ++it) {
+        if (it->is_number() || it->is_boolean()) values[it.key()].push_back(number(*it));
+      }
+    }
+    for (auto& [k, v] : values) {
+      std::sort(v.begin(), v.end());
+      v.erase(std::unique(v.begin(), v.end()), v.end());
+    }
+    auto rank = [&](const std::string& key, const nlohmann::json& v) {
+      const auto& vs = values[key];
+      return std::lower_bound(vs.begin(), vs.end(), number(v)) - vs.begin();
+    };
+    std::vector<std::vector<uint64_t>> out(choices.size());
+    for (std::size_t i = 0; i < choices.size(); ++i) {
+      for (std::size_t j = 0; j < choices.size(); ++j) {
+        const auto& a = choices[i];
+        const auto& b = choices[j];
+        if (i == j || !a.is_object() || !b.is_object() || a.size() != b.size()) continue;
+        int differing = 0;
+        bool adjacent = true;
+        for (auto it = a.begin(); it != a.end() && adjacent; ++it) {
+          auto other = b.find(it.key());
+          if (other == b.end()) {
+            adjacent = false;
+          } else if (*other != *it) {
+            ++differing;
+            adjacent = (it->is_number() || it->is_boolean()) && (other->is_number() || other->is_boolean()) &&
+                       std::abs(rank(it.key(), *it) - rank(it.key(), *other)) == 1;
+          }
+        }
+        if (adjacent && differing == 1) out[i].push_back(j);
+      }
+    }
+    return out;
+  }
+
+  // After a combination's last round: its survivors' neighbours in the whole
+  // product (one method's setting moved one step along one parameter) that
+  // were never candidates join a new race against them, up to
+  // --polish rounds. This is what the "combinations from fronts" assumption
+  // misses: a setting that its method's front dropped alone but that wins
+  // beside the others (a T-GATE interval whose speed order flips beside
+  // DeepCache's partial steps). Returns whether a new race started.
+  bool polish(SpaceRace& race) {
+    if (race.components.empty() || race.polish_rounds >= fo_.polish) return false;
+    ++race.polish_rounds;
+    const auto& space = space_of(race);
+    std::vector<uint64_t> stride(space.choices.size(), 1);
+    for (std::size_t m = space.choices.size(); m-- > 1;) stride[m - 1] = stride[m] * space.choices[m].size();
+    std::vector<std::vector<std::vector<uint64_t>>> near;
+    for (const auto& choices : space.choices) near.push_back(choice_neighbours(choices));
+    std::set<uint64_t> fresh, revived;
+    for (auto& c : race.cands) {
+      if (!c.alive || c.polished || c.measured_to < options_.samples) continue;
+      c.polished = true;
+      for (std::size_t m = 0; m < stride.size(); ++m) {
+        const uint64_t own = c.index / stride[m] % space.choices[m].size();
+        for (uint64_t j : near[m][own]) {
+          const uint64_t index = c.index - own * stride[m] + j * stride[m];
+          auto it = race.by_index.find(index);
+          // New, or pruned by the model's prediction without an image: near
+          // an answer the model's error matters most.
+          if (it == race.by_index.end()) fresh.insert(index);
+          else if (const Candidate& x = race.cands[it->second]; !x.alive && !x.failed && x.measured_to == 0) revived.insert(index);
+        }
+      }
+    }
+    if (fresh.empty() && revived.empty()) return false;
+    for (uint64_t index : revived) race.cands[race.by_index[index]].alive = true;
+    for (uint64_t index : fresh) add(race, make_candidate(space, index));
+    if (trace_) {
+      std::fprintf(stderr, "frontier trace %s: polish round %d, %zu neighbours of the survivors join, %zu pruned by "
+                   "prediction return\n", space.key().c_str(), race.polish_rounds, fresh.size(), revived.size());
+    }
+    race.round = 0;
+    issue(race, 0, schedule_[0], [](const Candidate&) { return true; });
+    return true;
   }
 
   const SearchOptions& options_;
