@@ -209,6 +209,9 @@ std::string search_options_from_config(const nlohmann::json& config) {
     number("calibration", "--speed-calibration", "12");
     number("speed_margin", "--speed-margin", "0.05");
     number("speed_tolerance", "--speed-tolerance", "0.01");
+    // Absent: a file searched without polishing (before it existed, or --polish 0).
+    if (!f->contains("polish")) out += " --polish 0";
+    else number("polish", "--polish", "1");
   }
   return out;
 }

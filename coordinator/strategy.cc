@@ -28,10 +28,14 @@ WorkItem make_work_item(const partition::Plan& plan, std::size_t space, uint64_t
 }
 
 nlohmann::json FrontierOptions::to_json() const {
-  return {{"race_prompts", race_prompts},         {"confidence", confidence},
-          {"assume_monotone", assume_monotone},   {"combine", combine},
-          {"calibration", calibration},           {"speed_margin", speed_margin},
-          {"speed_tolerance", speed_tolerance},   {"polish", polish}};
+  nlohmann::json out = {{"race_prompts", race_prompts},         {"confidence", confidence},
+                        {"assume_monotone", assume_monotone},   {"combine", combine},
+                        {"calibration", calibration},           {"speed_margin", speed_margin},
+                        {"speed_tolerance", speed_tolerance}};
+  // Absent means 0, as in files written before polishing existed: those
+  // still resume with --polish 0.
+  if (polish != 0) out["polish"] = polish;
+  return out;
 }
 
 void FrontierOptions::validate(int samples) const {

@@ -476,10 +476,18 @@ TEST_F(CodegenTest, RebuiltCommandCarriesTheStrategy) {
                                      {"speed_tolerance", 0.01}};
   auto request = request_for(f);
   std::string command = generate(request).resume_command;
-  EXPECT_NE(command.find(" --race-prompts 2,4 --confidence 0.999 --no-assume-monotone --resume"), std::string::npos)
+  // No "polish": searched without it (before it existed).
+  EXPECT_NE(command.find(" --race-prompts 2,4 --confidence 0.999 --no-assume-monotone --polish 0 --resume"),
+            std::string::npos)
       << command;
   EXPECT_EQ(command.find("--strategy"), std::string::npos) << command;
   EXPECT_EQ(command.find("--combine"), std::string::npos) << command;
+  f.json()["_config"]["frontier"]["polish"] = 1;  // the default: nothing to say
+  command = generate(request_for(f)).resume_command;
+  EXPECT_EQ(command.find("--polish"), std::string::npos) << command;
+  f.json()["_config"]["frontier"]["polish"] = 2;
+  command = generate(request_for(f)).resume_command;
+  EXPECT_NE(command.find(" --polish 2 --resume"), std::string::npos) << command;
   f.json()["_config"].erase("strategy");
   f.json()["_config"].erase("frontier");
   command = generate(request_for(f)).resume_command;
