@@ -50,6 +50,7 @@ struct Candidate {
   std::vector<double> base, acc;  // per prompt CLIP scores
   double time_base = 0, time_acc = 0, macs_base = 0, macs_acc = 0;
   double predicted = kNaN;       // the model's speedup (combinations)
+  std::vector<double> parts;     // the components' measured speedups (combinations)
   double predicted_loss = kNaN;  // the model's loss (combinations)
   bool polished = false;         // its neighbours have joined the race (combinations)
 };
@@ -252,12 +253,15 @@ class FrontierStrategy : public SearchStrategy {
     while (true) {
       uint64_t index = 0;
       double predicted = 1, kept = 1;
+      std::vector<double> parts;
       for (std::size_t m = 0; m < fronts.size(); ++m) {
         index += fronts[m][at[m]]->index * stride[m];
-        predicted *= speed(*fronts[m][at[m]]);
+        parts.push_back(speed(*fronts[m][at[m]]));
+        predicted *= parts.back();
         kept *= 1 - full_loss(*fronts[m][at[m]]);
       }
       Candidate c = make_candidate(space, index);
+      c.parts = std::move(parts);
       c.predicted = predicted;
       c.predicted_loss = 1 - kept;
       add(race, std::move(c));
@@ -453,34 +457,73 @@ class FrontierStrategy : public SearchStrategy {
   // linear in the composed loss. Margins: the worst leave-one-out error
   // (the least margin --speed-margin for speedups), so a prediction's
   // interval holds the measurement as often as the fit's held-out points do.
+  // The components' speedups composed with a fixed share f of the time that
+  // no method shortens (text encoding, decoding, the sampler): each method
+  // scales only the rest, so the time is f + (1 - f) prod((1/s_i - f)/(1 - f)).
+  // f = 0 is the plain product.
+  static double composed_speed(const Candidate& c, double f) {
+    double rest = 1;
+    for (double s : c.parts) rest *= std::max(1e-3, (1 / s - f) / (1 - f));
+    return 1 / (f + (1 - f) * rest);
+  }
+
   void fit_model(SpaceRace& race) {
-    std::vector<std::pair<double, double>> speeds, losses;
+    std::vector<const Candidate*> cal;
+    std::vector<std::pair<double, double>> losses;
     for (const auto& c : race.cands) {
-      if (c.calibration && c.alive && c.measured_to == options_.samples && c.predicted > 0 && speed(c) > 0) {
-        speeds.push_back({std::log(c.predicted), std::log(speed(c))});
+      if (c.calibration && c.alive && c.measured_to == options_.samples && c.predicted > 0 && speed(c) > 0 &&
+          !c.parts.empty()) {
+        cal.push_back(&c);
         losses.push_back({c.predicted_loss, full_loss(c)});
       }
     }
-    if (speeds.size() < 4) {
+    if (cal.size() < 4) {
       // Too few to trust a fit: no pruning by prediction.
       race.margin = race.loss_margin = std::numeric_limits<double>::infinity();
       return;
     }
-    double worst_speed = 0, worst_loss = 0;
-    for (std::size_t i = 0; i < speeds.size(); ++i) {
-      const auto [a, b] = line_fit(speeds, i);
-      worst_speed = std::max(worst_speed, std::fabs(std::exp(a + b * speeds[i].first - speeds[i].second) - 1));
+    // The fixed share: the one whose fit has the least squared held-out error.
+    auto points = [&](double f) {
+      std::vector<std::pair<double, double>> pts;
+      for (const Candidate* c : cal) pts.push_back({std::log(composed_speed(*c, f)), std::log(speed(*c))});
+      return pts;
+    };
+    auto held_out = [&](const std::vector<std::pair<double, double>>& pts, double* worst) {
+      double sum = 0;
+      *worst = 0;
+      for (std::size_t i = 0; i < pts.size(); ++i) {
+        const auto [a, b] = line_fit(pts, i);
+        const double e = std::fabs(std::exp(a + b * pts[i].first - pts[i].second) - 1);
+        sum += e * e;
+        *worst = std::max(*worst, e);
+      }
+      return sum;
+    };
+    double best_f = 0, worst_speed = 0, best_sum = std::numeric_limits<double>::infinity();
+    for (int k = 0; k <= 30; ++k) {
+      const double f = 0.01 * k;
+      double worst = 0;
+      const double sum = held_out(points(f), &worst);
+      if (sum < best_sum) best_sum = sum, best_f = f, worst_speed = worst;
+    }
+    double worst_loss = 0;
+    for (std::size_t i = 0; i < losses.size(); ++i) {
       const auto [c, d] = line_fit(losses, i);
       worst_loss = std::max(worst_loss, std::fabs(c + d * losses[i].first - losses[i].second));
     }
     race.margin = std::max(fo_.speed_margin, kModelMarginFactor * worst_speed);
     race.loss_margin = kModelMarginFactor * worst_loss;
-    const auto [a, b] = line_fit(speeds, speeds.size());
+    const auto pts = points(best_f);
+    const auto [a, b] = line_fit(pts, pts.size());
     const auto [c, d] = line_fit(losses, losses.size());
     for (auto& x : race.cands) {
       if (x.measured_to > 0) continue;
-      if (x.predicted > 0) x.predicted = std::exp(a + b * std::log(x.predicted));
+      if (x.predicted > 0 && !x.parts.empty()) x.predicted = std::exp(a + b * std::log(composed_speed(x, best_f)));
       x.predicted_loss = c + d * x.predicted_loss;
+    }
+    if (trace_) {
+      std::fprintf(stderr, "frontier trace %s: fixed share %.2f, held-out speed error %.3f\n",
+                   space_of(race).key().c_str(), best_f, worst_speed);
     }
   }
 
@@ -828,49 +871,6 @@ class FrontierStrategy : public SearchStrategy {
     }
   }
 
-  // For one method's settings (a combination's `choices`): each setting's
-  // neighbours, the settings that differ from it in one parameter, by one
-  // step of that parameter's values.
-  static std::vector<std::vector<uint64_t>> choice_neighbours(const std::vector<nlohmann::json>& choices) {
-    std::map<std::string, std::vector<double>> values;  // per parameter, sorted distinct
-    auto number = [](const nlohmann::json& v) { return v.is_boolean() ? (v.get<bool>() ? 1.0 : 0.0) : v.get<double>(); };
-    for (const auto& c : choices) {
-      for (auto it = c.begin(); it != c.end(); ++it) {
-        if (it->is_number() || it->is_boolean()) values[it.key()].push_back(number(*it));
-      }
-    }
-    for (auto& [k, v] : values) {
-      std::sort(v.begin(), v.end());
-      v.erase(std::unique(v.begin(), v.end()), v.end());
-    }
-    auto rank = [&](const std::string& key, const nlohmann::json& v) {
-      const auto& vs = values[key];
-      return std::lower_bound(vs.begin(), vs.end(), number(v)) - vs.begin();
-    };
-    std::vector<std::vector<uint64_t>> out(choices.size());
-    for (std::size_t i = 0; i < choices.size(); ++i) {
-      for (std::size_t j = 0; j < choices.size(); ++j) {
-        const auto& a = choices[i];
-        const auto& b = choices[j];
-        if (i == j || !a.is_object() || !b.is_object() || a.size() != b.size()) continue;
-        int differing = 0;
-        bool adjacent = true;
-        for (auto it = a.begin(); it != a.end() && adjacent; ++it) {
-          auto other = b.find(it.key());
-          if (other == b.end()) {
-            adjacent = false;
-          } else if (*other != *it) {
-            ++differing;
-            adjacent = (it->is_number() || it->is_boolean()) && (other->is_number() || other->is_boolean()) &&
-                       std::abs(rank(it.key(), *it) - rank(it.key(), *other)) == 1;
-          }
-        }
-        if (adjacent && differing == 1) out[i].push_back(j);
-      }
-    }
-    return out;
-  }
-
   // After a combination's last round: its survivors' neighbours in the whole
   // product (one method's setting moved one step along one parameter) that
   // were never candidates join a new race against them, up to
@@ -885,7 +885,7 @@ class FrontierStrategy : public SearchStrategy {
     std::vector<uint64_t> stride(space.choices.size(), 1);
     for (std::size_t m = space.choices.size(); m-- > 1;) stride[m - 1] = stride[m] * space.choices[m].size();
     std::vector<std::vector<std::vector<uint64_t>>> near;
-    for (const auto& choices : space.choices) near.push_back(choice_neighbours(choices));
+    for (const auto& choices : space.choices) near.push_back(partition::one_step_neighbours(choices));
     std::set<uint64_t> fresh, revived;
     for (auto& c : race.cands) {
       if (!c.alive || c.polished || c.measured_to < options_.samples) continue;

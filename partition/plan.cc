@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <queue>
 #include <tuple>
 #include <unordered_map>
@@ -271,6 +272,47 @@ Balance assign_lpt(const Plan& plan, int workers) {
   }
   balance.mean_load = sum / workers;
   return balance;
+}
+
+std::vector<std::vector<std::uint64_t>> one_step_neighbours(const std::vector<nlohmann::json>& settings) {
+  auto number = [](const nlohmann::json& v) { return v.is_boolean() ? (v.get<bool>() ? 1.0 : 0.0) : v.get<double>(); };
+  auto numeric = [](const nlohmann::json& v) { return v.is_number() || v.is_boolean(); };
+  std::map<std::string, std::vector<double>> values;  // per parameter, sorted distinct
+  for (const auto& s : settings) {
+    if (!s.is_object()) continue;
+    for (auto it = s.begin(); it != s.end(); ++it) {
+      if (numeric(*it)) values[it.key()].push_back(number(*it));
+    }
+  }
+  for (auto& [key, v] : values) {
+    std::sort(v.begin(), v.end());
+    v.erase(std::unique(v.begin(), v.end()), v.end());
+  }
+  auto rank = [&](const std::string& key, const nlohmann::json& v) {
+    const auto& vs = values[key];
+    return std::lower_bound(vs.begin(), vs.end(), number(v)) - vs.begin();
+  };
+  std::vector<std::vector<std::uint64_t>> out(settings.size());
+  for (std::size_t i = 0; i < settings.size(); ++i) {
+    const auto& a = settings[i];
+    for (std::size_t j = 0; j < settings.size(); ++j) {
+      const auto& b = settings[j];
+      if (i == j || !a.is_object() || !b.is_object() || a.size() != b.size()) continue;
+      int differing = 0;
+      bool adjacent = true;
+      for (auto it = a.begin(); it != a.end() && adjacent; ++it) {
+        auto other = b.find(it.key());
+        if (other == b.end()) {
+          adjacent = false;
+        } else if (*other != *it) {
+          ++differing;
+          adjacent = numeric(*it) && numeric(*other) && std::abs(rank(it.key(), *it) - rank(it.key(), *other)) == 1;
+        }
+      }
+      if (adjacent && differing == 1) out[i].push_back(j);
+    }
+  }
+  return out;
 }
 
 }  // namespace diffsearch::partition

@@ -130,4 +130,10 @@ struct Balance {
 };
 Balance assign_lpt(const Plan& plan, int workers);
 
+// For one method's settings (a space's `choices[m]`): the indices of each
+// setting's one-step neighbours, the settings that differ from it in one
+// parameter, by one step of that parameter's distinct values (numbers and
+// booleans). Ascending.
+std::vector<std::vector<std::uint64_t>> one_step_neighbours(const std::vector<nlohmann::json>& settings);
+
 }  // namespace diffsearch::partition

@@ -167,5 +167,26 @@ TEST(Balance, SmallExampleIsExactlyLpt) {
   EXPECT_EQ(balance.baseline_worker, (std::vector<std::uint32_t>{1, 1, 0}));
 }
 
+// The polishing step's neighbourhood (coordinator/strategy_frontier.cc):
+// one parameter moved by one step of its distinct values.
+TEST(OneStepNeighbours, DifferInOneParameterByOneStepOfItsValues) {
+  const std::vector<nlohmann::json> settings = {
+      {{"cache_interval", 2}, {"cache_branch_id", 0}}, {{"cache_interval", 3}, {"cache_branch_id", 0}},
+      {{"cache_interval", 5}, {"cache_branch_id", 0}}, {{"cache_interval", 2}, {"cache_branch_id", 1}},
+      {{"cache_interval", 3}, {"cache_branch_id", 1}}};
+  const auto n = one_step_neighbours(settings);
+  ASSERT_EQ(n.size(), settings.size());
+  EXPECT_EQ(n[0], (std::vector<std::uint64_t>{1, 3}));
+  EXPECT_EQ(n[1], (std::vector<std::uint64_t>{0, 2, 4}));
+  EXPECT_EQ(n[2], (std::vector<std::uint64_t>{1})) << "5 follows 3 among the values; 2 and 5 are two steps apart";
+  EXPECT_EQ(n[3], (std::vector<std::uint64_t>{0, 4}));
+  EXPECT_EQ(n[4], (std::vector<std::uint64_t>{1, 3}));
+  const auto b = one_step_neighbours({{{"use_rand", true}, {"ratio", 0.5}}, {{"use_rand", false}, {"ratio", 0.5}},
+                                      {{"use_rand", false}, {"ratio", 0.7}}});
+  EXPECT_EQ(b[0], (std::vector<std::uint64_t>{1})) << "booleans are 0 and 1";
+  EXPECT_EQ(b[2], (std::vector<std::uint64_t>{1}));
+  EXPECT_TRUE(one_step_neighbours({{{"a", 1}}, {{"b", 1}}})[0].empty()) << "other parameters are not neighbours";
+}
+
 }  // namespace
 }  // namespace diffsearch::partition
