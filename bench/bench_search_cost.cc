@@ -103,7 +103,7 @@ int main(int argc, char** argv) {
   int grid = 4, samples = 32;
   std::string filter, tasks_file, replay_file, space_file;
   std::vector<std::string> landscapes;
-  bool verbose = false, monotone = true;
+  bool verbose = false, monotone = coordinator::FrontierOptions{}.assume_monotone;
   std::string combine = "fronts";
   double confidence = 0.99;
   int calibration = 12, polish = coordinator::FrontierOptions{}.polish;
@@ -120,6 +120,7 @@ int main(int argc, char** argv) {
     else if (a == "-v") verbose = true;
     else if (a == "--combine") combine = next();
     else if (a == "--no-assume-monotone") monotone = false;
+    else if (a == "--assume-monotone") monotone = true;
     else if (a == "--confidence") confidence = std::stod(next());
     else if (a == "--speed-calibration") calibration = std::stoi(next());
     else if (a == "--polish") polish = std::stoi(next());

@@ -17,8 +17,12 @@ void add_strategy_options(CLI::App& sub, StrategyArgs& a) {
   sub.add_option("--confidence", a.confidence,
                  "frontier: one-sided confidence of each elimination (paired t bound over shared prompts)")
       ->capture_default_str()->group(group);
+  sub.add_flag("--assume-monotone", a.assume_monotone,
+               "frontier: assume loss grows with each parameter's aggressiveness (drops settings unmeasured; "
+               "cheaper, but noise and T-GATE's gate step break it: off by default)")
+      ->group(group);
   sub.add_flag("--no-assume-monotone", a.no_assume_monotone,
-               "frontier: do not assume loss grows with each parameter's aggressiveness (measure instead)")
+               "frontier: do not assume loss grows with each parameter's aggressiveness (the default)")
       ->group(group);
   sub.add_option("--combine", a.combine,
                  "frontier: a combination's candidates: fronts (product of its methods' surviving settings) or "
@@ -56,7 +60,10 @@ coordinator::FrontierOptions frontier_options(const StrategyArgs& a, int samples
     pos = end + 1;
   }
   f.confidence = a.confidence;
-  f.assume_monotone = !a.no_assume_monotone;
+  if (a.assume_monotone && a.no_assume_monotone) {
+    throw InputError("--assume-monotone and --no-assume-monotone: pick one (the default is not to assume)");
+  }
+  f.assume_monotone = a.assume_monotone;
   f.combine = a.combine;
   f.calibration = a.calibration;
   f.speed_margin = a.speed_margin;

@@ -14,7 +14,8 @@ struct StrategyArgs {
   std::string strategy = "frontier";
   std::string race_prompts = "4,8,16,32";
   double confidence = 0.99;
-  bool no_assume_monotone = false;
+  bool assume_monotone = false;
+  bool no_assume_monotone = false;  // the default; kept so recorded commands still run
   std::string combine = "fronts";
   int calibration = 12;
   double speed_margin = 0.05;

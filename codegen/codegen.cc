@@ -202,7 +202,7 @@ std::string search_options_from_config(const nlohmann::json& config) {
     }
     number("confidence", "--confidence", "0.99");
     // Fields of other types are damage the command cannot express: left out.
-    if (f->contains("assume_monotone") && (*f)["assume_monotone"] == false) out += " --no-assume-monotone";
+    if (f->contains("assume_monotone") && (*f)["assume_monotone"] == true) out += " --assume-monotone";
     if (f->contains("combine") && (*f)["combine"].is_string() && (*f)["combine"] != "fronts") {
       out += " --combine " + sh_word((*f)["combine"].get<std::string>());
     }

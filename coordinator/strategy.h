@@ -26,8 +26,10 @@ struct FrontierOptions {
   double confidence = 0.99;
   // Loss never decreases as a setting gets more aggressive on every declared
   // axis (partition::ParamSpec::aggressive): a less aggressive setting that
-  // is as fast dominates without measuring quality.
-  bool assume_monotone = true;
+  // is as fast dominates without measuring quality. Off by default: noise
+  // breaks it in exhaustive's own measured losses, and T-GATE's gate step
+  // breaks it on the recorded GPU landscape (docs/search.md).
+  bool assume_monotone = false;
   // "fronts": a combination's candidates are the product of its methods'
   // surviving settings; "product": every setting of the combination.
   std::string combine = "fronts";

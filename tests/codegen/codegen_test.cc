@@ -477,11 +477,16 @@ TEST_F(CodegenTest, RebuiltCommandCarriesTheStrategy) {
   auto request = request_for(f);
   std::string command = generate(request).resume_command;
   // No "polish": searched without it (before it existed).
-  EXPECT_NE(command.find(" --race-prompts 2,4 --confidence 0.999 --no-assume-monotone --polish 0 --resume"),
+  EXPECT_NE(command.find(" --race-prompts 2,4 --confidence 0.999 --polish 0 --resume"),
             std::string::npos)
       << command;
   EXPECT_EQ(command.find("--strategy"), std::string::npos) << command;
   EXPECT_EQ(command.find("--combine"), std::string::npos) << command;
+  EXPECT_EQ(command.find("monotone"), std::string::npos) << "not assuming is the default: " << command;
+  f.json()["_config"]["frontier"]["assume_monotone"] = true;
+  command = generate(request_for(f)).resume_command;
+  EXPECT_NE(command.find(" --assume-monotone"), std::string::npos) << command;
+  f.json()["_config"]["frontier"]["assume_monotone"] = false;
   f.json()["_config"]["frontier"]["polish"] = 1;  // the default: nothing to say
   command = generate(request_for(f)).resume_command;
   EXPECT_EQ(command.find("--polish"), std::string::npos) << command;
@@ -562,7 +567,7 @@ TEST_F(CodegenTest, FieldsOfOtherTypesAreInputErrorsOrLeftOut) {
   request.tasks.push_back(partition::parse_task("Generate a SD2.1 pipeline using the DDIM sampler with 20 steps"));
   const auto result = generate(request);
   EXPECT_EQ(result.search_command.find("--combine"), std::string::npos) << result.search_command;
-  EXPECT_EQ(result.search_command.find("--no-assume-monotone"), std::string::npos) << result.search_command;
+  EXPECT_EQ(result.search_command.find("monotone"), std::string::npos) << result.search_command;
 }
 
 TEST_F(CodegenTest, DamagedAnswerFilesAreRefused) {

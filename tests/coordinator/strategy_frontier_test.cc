@@ -145,6 +145,7 @@ TEST(FrontierStrategy, IsDeterministic) {
 TEST(FrontierStrategy, KnobsTurnAssumptionsOff) {
   const std::string evaluator = "synthetic:noise=0,jitter=0";
   auto o = base_options(evaluator, "frontier");
+  o.frontier.assume_monotone = true;
   const Outcome with = run(o);
   o.frontier.assume_monotone = false;
   const Outcome no_monotone = run(o);
