@@ -8,7 +8,7 @@ namespace diffsearch::cli {
 void add_strategy_options(CLI::App& sub, StrategyArgs& a) {
   const char* group = "Strategy (docs/search.md)";
   sub.add_option("--strategy", a.strategy,
-                 "frontier (races settings over nested prompt prefixes; 1/14 to 1/98 of exhaustive's GPU time on "
+                 "frontier (races settings over nested prompt prefixes; 1/10 to 1/109 of exhaustive's GPU time on "
                  "category 4's synthetic landscapes, docs/search.md) or exhaustive (every setting at full fidelity)")
       ->capture_default_str()->group(group);
   sub.add_option("--race-prompts", a.race_prompts,
