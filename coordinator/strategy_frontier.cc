@@ -13,6 +13,7 @@
 #include <map>
 #include <set>
 
+#include "coordinator/combination_model.h"
 #include "coordinator/distill.h"
 #include "coordinator/race_stats.h"
 #include "coordinator/search.h"
@@ -190,6 +191,14 @@ class FrontierStrategy : public SearchStrategy {
     return c;
   }
 
+  // Mixed-radix place values of a space's methods (the last method fastest,
+  // as PlannedSpace::setting_at reads an index).
+  static std::vector<uint64_t> strides(const partition::PlannedSpace& space) {
+    std::vector<uint64_t> stride(space.choices.size(), 1);
+    for (std::size_t m = space.choices.size(); m-- > 1;) stride[m - 1] = stride[m] * space.choices[m].size();
+    return stride;
+  }
+
   void add(SpaceRace& race, Candidate c) {
     race.by_index[c.index] = race.cands.size();
     race.cands.push_back(std::move(c));
@@ -244,8 +253,7 @@ class FrontierStrategy : public SearchStrategy {
       }
       fronts.push_back(front);
     }
-    std::vector<uint64_t> stride(space.choices.size(), 1);
-    for (std::size_t m = space.choices.size(); m-- > 1;) stride[m - 1] = stride[m] * space.choices[m].size();
+    const std::vector<uint64_t> stride = strides(space);
     std::vector<std::size_t> at(fronts.size(), 0);
     for (const auto& f : fronts) {
       if (f.empty()) return;  // a method with no surviving setting: nothing to combine
@@ -438,92 +446,45 @@ class FrontierStrategy : public SearchStrategy {
     return n > 0 ? s / n : 1.0;
   }
 
-  // Least squares y = a + b x, leaving out point `skip` (npos: none).
-  static std::pair<double, double> line_fit(const std::vector<std::pair<double, double>>& pts, std::size_t skip) {
-    double n = 0, sx = 0, sy = 0, sxx = 0, sxy = 0;
-    for (std::size_t i = 0; i < pts.size(); ++i) {
-      if (i == skip) continue;
-      n += 1, sx += pts[i].first, sy += pts[i].second;
-      sxx += pts[i].first * pts[i].first, sxy += pts[i].first * pts[i].second;
-    }
-    const double den = n * sxx - sx * sx;
-    const double b = n >= 2 && std::fabs(den) > 1e-12 * std::max(1.0, n * sxx) ? (n * sxy - sx * sy) / den : 1.0;
-    const double a = n >= 1 ? (sy - b * sx) / n : 0.0;
-    return {a, b};
-  }
-
   // The combination model, fitted on the calibration settings measured in
-  // full: log speedup linear in the log of the components' product, loss
-  // linear in the composed loss. Margins: the worst leave-one-out error
-  // (the least margin --speed-margin for speedups), so a prediction's
-  // interval holds the measurement as often as the fit's held-out points do.
-  // The components' speedups composed with a fixed share f of the time that
-  // no method shortens (text encoding, decoding, the sampler): each method
-  // scales only the rest, so the time is f + (1 - f) prod((1/s_i - f)/(1 - f)).
-  // f = 0 is the plain product.
-  static double composed_speed(const Candidate& c, double f) {
-    double rest = 1;
-    for (double s : c.parts) rest *= std::max(1e-3, (1 / s - f) / (1 - f));
-    return 1 / (f + (1 - f) * rest);
-  }
-
+  // full (coordinator/combination_model.h): log speedup linear in the log
+  // of the components' composed speedup, loss linear in the composed loss.
+  // Margins: kModelMarginFactor times the worst leave-one-out errors (at
+  // least --speed-margin for speedups).
   void fit_model(SpaceRace& race) {
-    std::vector<const Candidate*> cal;
+    std::vector<std::vector<double>> parts;
+    std::vector<double> measured;
     std::vector<std::pair<double, double>> losses;
     for (const auto& c : race.cands) {
       if (c.calibration && c.alive && c.measured_to == options_.samples && c.predicted > 0 && speed(c) > 0 &&
           !c.parts.empty()) {
-        cal.push_back(&c);
+        parts.push_back(c.parts);
+        measured.push_back(speed(c));
         losses.push_back({c.predicted_loss, full_loss(c)});
       }
     }
-    if (cal.size() < 4) {
+    if (parts.size() < 4) {
       // Too few to trust a fit: no pruning by prediction.
       race.margin = race.loss_margin = std::numeric_limits<double>::infinity();
       return;
     }
-    // The fixed share: the one whose fit has the least squared held-out error.
-    auto points = [&](double f) {
-      std::vector<std::pair<double, double>> pts;
-      for (const Candidate* c : cal) pts.push_back({std::log(composed_speed(*c, f)), std::log(speed(*c))});
-      return pts;
-    };
-    auto held_out = [&](const std::vector<std::pair<double, double>>& pts, double* worst) {
-      double sum = 0;
-      *worst = 0;
-      for (std::size_t i = 0; i < pts.size(); ++i) {
-        const auto [a, b] = line_fit(pts, i);
-        const double e = std::fabs(std::exp(a + b * pts[i].first - pts[i].second) - 1);
-        sum += e * e;
-        *worst = std::max(*worst, e);
-      }
-      return sum;
-    };
-    double best_f = 0, worst_speed = 0, best_sum = std::numeric_limits<double>::infinity();
-    for (int k = 0; k <= 30; ++k) {
-      const double f = 0.01 * k;
-      double worst = 0;
-      const double sum = held_out(points(f), &worst);
-      if (sum < best_sum) best_sum = sum, best_f = f, worst_speed = worst;
-    }
+    const SpeedFit fit = fit_speed_model(parts, measured);
     double worst_loss = 0;
     for (std::size_t i = 0; i < losses.size(); ++i) {
       const auto [c, d] = line_fit(losses, i);
       worst_loss = std::max(worst_loss, std::fabs(c + d * losses[i].first - losses[i].second));
     }
-    race.margin = std::max(fo_.speed_margin, kModelMarginFactor * worst_speed);
+    race.margin = std::max(fo_.speed_margin, kModelMarginFactor * fit.worst_error);
     race.loss_margin = kModelMarginFactor * worst_loss;
-    const auto pts = points(best_f);
-    const auto [a, b] = line_fit(pts, pts.size());
     const auto [c, d] = line_fit(losses, losses.size());
     for (auto& x : race.cands) {
       if (x.measured_to > 0) continue;
-      if (x.predicted > 0 && !x.parts.empty()) x.predicted = std::exp(a + b * std::log(composed_speed(x, best_f)));
+      if (x.predicted > 0 && !x.parts.empty()) x.predicted = fit.predict(x.parts);
       x.predicted_loss = c + d * x.predicted_loss;
     }
     if (trace_) {
       std::fprintf(stderr, "frontier trace %s: fixed share %.2f, held-out speed error %.3f\n",
-                   space_of(race).key().c_str(), best_f, worst_speed);
+                   space_of(race).key().c_str(), fit.fixed_share, fit.worst_error);
     }
   }
 
@@ -873,8 +834,8 @@ class FrontierStrategy : public SearchStrategy {
 
   // After a combination's last round: its survivors' neighbours in the whole
   // product (one method's setting moved one step along one parameter) that
-  // were never candidates join a new race against them, up to
-  // --polish rounds. This is what the "combinations from fronts" assumption
+  // were never candidates, or that the model pruned before an image, join a
+  // new race against them, up to --polish rounds. This is what the "combinations from fronts" assumption
   // misses: a setting that its method's front dropped alone but that wins
   // beside the others (a T-GATE interval whose speed order flips beside
   // DeepCache's partial steps). Returns whether a new race started.
@@ -882,8 +843,7 @@ class FrontierStrategy : public SearchStrategy {
     if (race.components.empty() || race.polish_rounds >= fo_.polish) return false;
     ++race.polish_rounds;
     const auto& space = space_of(race);
-    std::vector<uint64_t> stride(space.choices.size(), 1);
-    for (std::size_t m = space.choices.size(); m-- > 1;) stride[m - 1] = stride[m] * space.choices[m].size();
+    const std::vector<uint64_t> stride = strides(space);
     std::vector<std::vector<std::vector<uint64_t>>> near;
     for (const auto& choices : space.choices) near.push_back(partition::one_step_neighbours(choices));
     std::set<uint64_t> fresh, revived;

@@ -79,6 +79,7 @@ for run in $engine_runs; do
 done
 for kind in ${BREAKDOWN_MODELS:-}; do
   # Where the time goes at batch 8, eagerly, phase by phase.
+  [ -d "/tmp/$kind-full" ] || "$bin" synth-model --like "$kind" --full-size --dtype fp16 --out "/tmp/$kind-full" --log-level warn
   timeout "${SEGMENT_S:-300}" "$bench" --model "/tmp/$kind-full" --steps 50 --batch 8 --rounds 1 --breakdown \
     --json "/tmp/breakdown-$kind.json" 2>&1 | tee -a "$out/engine-breakdown.txt" | tail -3
 done

@@ -96,6 +96,10 @@ TEST(PartitionCli, PlanEstimatesTheFrontierStrategy) {
   EXPECT_EQ(r.out.find("frontier strategy"), std::string::npos) << r.out;
   EXPECT_EQ(run("plan --tasks " + tasks + " --strategy fastest", true).code, 2);
   EXPECT_EQ(run("plan --tasks " + tasks + " --race-prompts 8,4", true).code, 2);
+  EXPECT_EQ(run("plan --tasks " + tasks + " --polish -1", true).code, 2);
+  r = run("plan --tasks " + tasks + " --assume-monotone --no-assume-monotone", true);
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.out.find("--assume-monotone and --no-assume-monotone"), std::string::npos) << r.out;
   std::remove(tasks.c_str());
 }
 

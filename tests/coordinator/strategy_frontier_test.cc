@@ -45,6 +45,17 @@ SearchOptions base_options(const std::string& evaluator, const std::string& stra
   return o;
 }
 
+// The frontier on a noise-free landscape over the documented default spaces
+// (not the reduced test space) and 32 prompts, for the tasks of `filter`.
+SearchOptions default_spaces_noise_free(const std::string& filter) {
+  auto o = base_options("synthetic:noise=0,jitter=0", "frontier");
+  o.tasks = slice(filter);
+  o.space_json = nlohmann::json();
+  o.space_source.clear();
+  o.samples = 32;
+  return o;
+}
+
 struct Outcome {
   nlohmann::json answers;
   double gpu_seconds = 0;
@@ -208,11 +219,7 @@ TEST(FrontierStrategy, MeasuresInFullOnlyWhatTheTargetsCanPick) {
 // more than its held-out error: the wider combining fronts and margins keep
 // every answer (docs/search.md, "The steps").
 TEST(FrontierStrategy, DefaultSpacesNoiseFreeGiveTheExhaustiveAnswers) {
-  auto o = base_options("synthetic:noise=0,jitter=0", "frontier");
-  o.tasks = slice("sd15/dpmsolver++/25/");
-  o.space_json = nlohmann::json();
-  o.space_source.clear();
-  o.samples = 32;
+  auto o = default_spaces_noise_free("sd15/dpmsolver++/25/");
   o.frontier.race_prompts = {4, 8, 16};
   auto exhaustive = o;
   exhaustive.strategy = "exhaustive";
@@ -229,11 +236,7 @@ TEST(FrontierStrategy, DefaultSpacesNoiseFreeGiveTheExhaustiveAnswers) {
 // answers' neighbours were never measured, and exhaustive's answer can be
 // one of them (docs/search.md, "The steps").
 TEST(FrontierStrategy, PolishingMeasuresEveryNeighbourOfTheAnswers) {
-  auto o = base_options("synthetic:noise=0,jitter=0", "frontier");
-  o.tasks = slice("sd15/ddim/25/deepcache+tgate/");
-  o.space_json = nlohmann::json();
-  o.space_source.clear();
-  o.samples = 32;
+  auto o = default_spaces_noise_free("sd15/ddim/25/deepcache+tgate/");
   const SearchPlan plan = make_search_plan(o);
   const partition::PlannedSpace* space = nullptr;
   for (const auto& sp : plan.plan.spaces) {
