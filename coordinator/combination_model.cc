@@ -58,3 +58,38 @@ SpeedFit fit_speed_model(const std::vector<std::vector<double>>& parts, const st
 }
 
 }  // namespace diffsearch::coordinator
+
+namespace diffsearch::coordinator {
+
+double LossFit::scale(double loss) const {
+  const double l = std::max(0.0, loss);
+  return std::sqrt((l + floor / 10) * std::max(l, floor));
+}
+
+LossFit fit_loss_model(const std::vector<std::pair<double, double>>& points, double floor) {
+  assert(points.size() >= 3 && floor > 0);
+  LossFit fit;
+  fit.floor = floor;
+  // Weights from the raw losses (the fit's own predictions would make the
+  // weights depend on the fit). Through the origin: lossless components make
+  // a lossless combination, and a free intercept, left to the few settings of
+  // small loss, swings when one of them is held out.
+  auto slope = [&](std::size_t skip) {
+    double sxy = 0, sxx = 0;
+    for (std::size_t i = 0; i < points.size(); ++i) {
+      if (i == skip) continue;
+      const double w = 1 / (fit.scale(points[i].first) * fit.scale(points[i].first));
+      sxy += w * points[i].first * points[i].second;
+      sxx += w * points[i].first * points[i].first;
+    }
+    return sxx > 0 ? sxy / sxx : 1.0;
+  };
+  for (std::size_t i = 0; i < points.size(); ++i) {
+    const double predicted = slope(i) * points[i].first;
+    fit.worst_error = std::max(fit.worst_error, std::fabs(predicted - points[i].second) / fit.scale(predicted));
+  }
+  fit.b = slope(points.size());
+  return fit;
+}
+
+}  // namespace diffsearch::coordinator

@@ -32,4 +32,29 @@ struct SpeedFit {
 // leave-one-out error. Needs at least 3 points.
 SpeedFit fit_speed_model(const std::vector<std::vector<double>>& parts, const std::vector<double>& measured);
 
+// A combination's loss from its components' composed loss 1 - prod(1 - l_i)
+// (`raw`), fitted on combinations measured in full. How far a loss can be
+// off grows with the loss: at small losses a score moves about as the square
+// root of the loss (an image moves as far as it is degraded), at larger ones
+// in proportion (the model's relative error). So the errors are measured in
+// units of scale(l) = sqrt((l + floor / 100) * max(l, floor)), `floor` the
+// smallest loss bound the space serves, and the fit is weighted by
+// 1 / scale^2: a few very lossy settings (fast, far outside any bound) no
+// longer decide the line, or the margin, near the bounds. The line runs
+// through the origin (lossless components, a lossless combination).
+struct LossFit {
+  double b = 1;  // loss = b * raw
+  double floor = 0.02;
+  double worst_error = 0;  // the worst leave-one-out error, in units of scale()
+  double scale(double loss) const;
+  double predict(double raw) const { return b * raw; }
+  // The margin around predict(raw) that `factor` times the worst held-out
+  // error allows.
+  double margin(double predicted, double factor) const { return factor * worst_error * scale(predicted); }
+};
+
+// `points`: (composed loss of the components, measured loss). Needs at least
+// 3 points.
+LossFit fit_loss_model(const std::vector<std::pair<double, double>>& points, double floor);
+
 }  // namespace diffsearch::coordinator

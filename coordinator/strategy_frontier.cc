@@ -72,7 +72,8 @@ struct SpaceRace {
   bool untargeted = false;      // serves a task without one (fastest within the bound)
   double loss_min = 0.02, loss_max = 0.02;
   double margin = 0;       // the model's relative margin on speedups (combinations)
-  double loss_margin = 0;  // and its absolute margin on losses
+  double loss_margin = 0;  // and on losses, in units of loss_fit.scale() (combinations)
+  LossFit loss_fit;
   int polish_rounds = 0;   // neighbourhoods of the survivors raced so far (combinations)
 };
 
@@ -469,23 +470,27 @@ class FrontierStrategy : public SearchStrategy {
       return;
     }
     const SpeedFit fit = fit_speed_model(parts, measured);
-    double worst_loss = 0;
-    for (std::size_t i = 0; i < losses.size(); ++i) {
-      const auto [c, d] = line_fit(losses, i);
-      worst_loss = std::max(worst_loss, std::fabs(c + d * losses[i].first - losses[i].second));
-    }
+    race.loss_fit = fit_loss_model(losses, race.loss_min);
     race.margin = std::max(fo_.speed_margin, kModelMarginFactor * fit.worst_error);
-    race.loss_margin = kModelMarginFactor * worst_loss;
-    const auto [c, d] = line_fit(losses, losses.size());
+    race.loss_margin = kModelMarginFactor * race.loss_fit.worst_error;
     for (auto& x : race.cands) {
       if (x.measured_to > 0) continue;
       if (x.predicted > 0 && !x.parts.empty()) x.predicted = fit.predict(x.parts);
-      x.predicted_loss = c + d * x.predicted_loss;
+      x.predicted_loss = race.loss_fit.predict(x.predicted_loss);
     }
     if (trace_) {
-      std::fprintf(stderr, "frontier trace %s: fixed share %.2f, held-out speed error %.3f\n",
-                   space_of(race).key().c_str(), fit.fixed_share, fit.worst_error);
+      std::fprintf(stderr, "frontier trace %s: fixed share %.2f, held-out speed error %.3f, loss error %.2f scale\n",
+                   space_of(race).key().c_str(), fit.fixed_share, fit.worst_error, race.loss_fit.worst_error);
     }
+  }
+
+  // The loss margin at the smallest loss bound the space serves (traces).
+  static double loss_margin_at_bound(const SpaceRace& race) {
+    return race.loss_margin * race.loss_fit.scale(race.loss_min);
+  }
+  // How far c's measured loss can be from the model's prediction.
+  static double predicted_loss_margin(const SpaceRace& race, const Candidate& c) {
+    return race.loss_margin * race.loss_fit.scale(c.predicted_loss);
   }
 
   // The unmeasured candidates on the Pareto front of the model's point
@@ -543,10 +548,10 @@ class FrontierStrategy : public SearchStrategy {
   void prune_by_prediction(SpaceRace& race) {
     if (!std::isfinite(race.margin) || !std::isfinite(race.loss_margin)) return;
     auto loss_hi = [&](const Candidate& c) {
-      return c.measured_to == options_.samples ? full_loss(c) : c.predicted_loss + race.loss_margin;
+      return c.measured_to == options_.samples ? full_loss(c) : c.predicted_loss + predicted_loss_margin(race, c);
     };
     auto loss_lo = [&](const Candidate& c) {
-      return c.measured_to == options_.samples ? full_loss(c) : c.predicted_loss - race.loss_margin;
+      return c.measured_to == options_.samples ? full_loss(c) : c.predicted_loss - predicted_loss_margin(race, c);
     };
     std::vector<std::size_t> order;
     for (std::size_t i = 0; i < race.cands.size(); ++i) {
@@ -794,7 +799,8 @@ class FrontierStrategy : public SearchStrategy {
           issue(race, 0, options_.samples, [](const Candidate& c) { return c.calibration; });
           if (trace_) {
             std::fprintf(stderr, "frontier trace %s: %zu candidates, model margins %.3f %.4f, %zu scouts\n",
-                         space_of(race).key().c_str(), race.cands.size(), race.margin, race.loss_margin, scouts.size());
+                         space_of(race).key().c_str(), race.cands.size(), race.margin, loss_margin_at_bound(race),
+                         scouts.size());
           }
         }
         continue;
@@ -814,7 +820,7 @@ class FrontierStrategy : public SearchStrategy {
                      "frontier trace %s: round to %d prompts: %zu candidates, %zu measured, %zu alive, margins %.3f "
                      "%.4f, %zu pruned by prediction so far\n",
                      space_of(race).key().c_str(), n, race.cands.size(), measured, alive, race.margin,
-                     race.loss_margin, pruned_);
+                     loss_margin_at_bound(race), pruned_);
       }
       if (n >= options_.samples && polish(race)) continue;
       if (n >= options_.samples) {
