@@ -84,10 +84,14 @@ LossFit fit_loss_model(const std::vector<std::pair<double, double>>& points, dou
     }
     return sxx > 0 ? sxy / sxx : 1.0;
   };
+  double ss = 0;
   for (std::size_t i = 0; i < points.size(); ++i) {
     const double predicted = slope(i) * points[i].first;
-    fit.worst_error = std::max(fit.worst_error, std::fabs(predicted - points[i].second) / fit.scale(predicted));
+    const double e = std::fabs(predicted - points[i].second) / fit.scale(predicted);
+    fit.worst_error = std::max(fit.worst_error, e);
+    ss += e * e;
   }
+  fit.rms_error = std::sqrt(ss / static_cast<double>(points.size()));
   fit.b = slope(points.size());
   return fit;
 }

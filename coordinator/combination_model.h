@@ -40,17 +40,16 @@ SpeedFit fit_speed_model(const std::vector<std::vector<double>>& parts, const st
 // units of scale(l) = sqrt((l + floor / 100) * max(l, floor)), `floor` the
 // smallest loss bound the space serves, and the fit is weighted by
 // 1 / scale^2: a few very lossy settings (fast, far outside any bound) no
-// longer decide the line, or the margin, near the bounds. The line runs
+// longer decide the line, or the margin, near the bounds. A margin around a
+// prediction p is a multiple of rms_error times scale(p). The line runs
 // through the origin (lossless components, a lossless combination).
 struct LossFit {
   double b = 1;  // loss = b * raw
   double floor = 0.02;
   double worst_error = 0;  // the worst leave-one-out error, in units of scale()
+  double rms_error = 0;    // the root mean square of the leave-one-out errors, the same units
   double scale(double loss) const;
   double predict(double raw) const { return b * raw; }
-  // The margin around predict(raw) that `factor` times the worst held-out
-  // error allows.
-  double margin(double predicted, double factor) const { return factor * worst_error * scale(predicted); }
 };
 
 // `points`: (composed loss of the components, measured loss). Needs at least

@@ -32,9 +32,14 @@ constexpr std::size_t kTargetRivals = 8;
 // (a T-GATE warm-up or self-attention interval that saves little alone
 // saves differently beside DeepCache's partial steps).
 constexpr double kCombiningSpeedGap = 0.10;
-// The combination model's margins are this times its worst leave-one-out
+// The combination model's speed margin is this times its worst leave-one-out
 // error: twelve held-out points do not bound the error of thousands.
 constexpr double kModelMarginFactor = 1.5;
+// Its loss margin is this times the root mean square of the held-out errors
+// (in units of LossFit::scale), about a one-sided 99.4% normal quantile: the
+// worst of twelve swings with one point, and the spaces whose worst point
+// happened to be far paid most of category 4's cost.
+constexpr double kLossMarginFactor = 2.5;
 
 struct Candidate {
   uint64_t index = 0;       // in its space
@@ -472,7 +477,7 @@ class FrontierStrategy : public SearchStrategy {
     const SpeedFit fit = fit_speed_model(parts, measured);
     race.loss_fit = fit_loss_model(losses, race.loss_min);
     race.margin = std::max(fo_.speed_margin, kModelMarginFactor * fit.worst_error);
-    race.loss_margin = kModelMarginFactor * race.loss_fit.worst_error;
+    race.loss_margin = kLossMarginFactor * race.loss_fit.rms_error;
     for (auto& x : race.cands) {
       if (x.measured_to > 0) continue;
       if (x.predicted > 0 && !x.parts.empty()) x.predicted = fit.predict(x.parts);
