@@ -90,12 +90,14 @@ std::string chromium() {
 TEST_F(ReportE2e, ThePageOfASearchShowsEveryMeasuredSettingAndAnswerAndOpensInChromium) {
   // A category-4 slice (SD1.5, DDIM, 20 steps: 42 tasks over six method
   // combinations) and a basic task, searched by 1 coordinator + 2 workers.
+  // Each unit takes 20 ms of wall time, so that a worker that starts late
+  // on a loaded machine still finds work (the timeline must show both).
   auto r = diffsearch("grid --category 4 | grep 'SD1.5 pipeline using the DDIM sampler with 20 steps' > tasks.txt && "
                       "echo 'Generate a SD1.5 pipeline using the DDIM sampler with 20 steps' >> tasks.txt");
   ASSERT_EQ(r.code, 0) << r.out;
   r = shell(std::string("mpirun --oversubscribe -np 3 '") + DIFFSEARCH_BIN +
             "' search --tasks tasks.txt --space space.json --out r.h5 --num-samples 8 --race-prompts 2,4 "
-            "--batch-size 2 --speed-measure macs --evaluator synthetic:seed=1 --progress-interval 1000");
+            "--batch-size 2 --speed-measure macs --evaluator synthetic:seed=1,sleep_ms=20 --progress-interval 1000");
   ASSERT_EQ(r.code, 0) << r.out;
   r = diffsearch("report r.h5 -o report.html");
   ASSERT_EQ(r.code, 0) << r.out;
