@@ -11,6 +11,8 @@ const std::vector<EnvSwitch>& env_switches() {
       {"DIFFSEARCH_CHANNELS_LAST", "0|1", "0 keeps NCHW activations on CUDA (default: NHWC)"},
       {"DIFFSEARCH_NORM_KERNELS", "0|1", "0 runs ATen's GroupNorm instead of the engine's CUDA kernel"},
       {"DIFFSEARCH_TOME_KERNELS", "0|1", "0 runs ToMe's matching on ATen instead of the engine's CUDA kernels"},
+      {"DIFFSEARCH_GEGLU_KERNELS", "0|1",
+       "1 runs GEGLU's GELU and product in one engine CUDA kernel (opt-in, not yet measured on a GPU); default: ATen"},
       {"DIFFSEARCH_SDPA", "flash|efficient|cudnn|math|default",
        "restricts fused attention to one kernel family (benchmarks); default: PyTorch chooses"},
       {"DIFFSEARCH_CUDA_MEMORY_FRACTION", "F",

@@ -11,6 +11,7 @@
 #include "io/error.h"
 #include "worker/engine/kernels/cuda_kernels.h"
 #include "worker/engine/core/device.h"
+#include "worker/engine/kernels/geglu_kernels.h"
 #include "worker/engine/kernels/group_norm_kernels.h"
 
 namespace diffsearch::engine {
@@ -112,6 +113,47 @@ at::Tensor group_norm_reduced(const at::Tensor& x, int64_t groups, const at::Ten
 
 bool norm_kernels_enabled(const c10::Device& device) {
   return cuda_kernels_enabled("DIFFSEARCH_NORM_KERNELS", device);
+}
+
+bool geglu_kernels_enabled(const c10::Device& device) {
+  // Opt-in (=1) until it has been measured on a GPU: unset means ATen.
+  const char* value = std::getenv("DIFFSEARCH_GEGLU_KERNELS");
+  if (value == nullptr || *value == '\0') return false;
+  return cuda_kernels_enabled("DIFFSEARCH_GEGLU_KERNELS", device);
+}
+
+bool geglu_kernel_takes(const at::Tensor& x, int64_t width) {
+#ifdef DIFFSEARCH_WITH_CUDA_KERNELS
+  return x.is_floating_point() && geglu_kernels_enabled(x.device()) &&
+         geglu_kernels::fits(width, kernels::dtype_of(x));
+#else
+  (void)x, (void)width;
+  return false;
+#endif
+}
+
+at::Tensor geglu_kernel(const at::Tensor& projected) {
+#ifdef DIFFSEARCH_WITH_CUDA_KERNELS
+  const int64_t width = projected.size(-1) / 2;
+  if (!geglu_kernel_takes(projected, width) || !projected.is_contiguous() ||
+      reinterpret_cast<uintptr_t>(projected.data_ptr()) % 16 != 0) {
+    return {};
+  }
+  std::vector<int64_t> shape = projected.sizes().vec();
+  shape.back() = width;
+  at::Tensor out = at::empty(shape, projected.options());
+  geglu_kernels::Params p;
+  p.projected = projected.data_ptr();
+  p.out = out.data_ptr();
+  p.rows = projected.numel() / (2 * width);
+  p.width = width;
+  p.dtype = kernels::dtype_of(projected);
+  kernels::check(geglu_kernels::geglu(p, kernels::current_stream(projected)), "geglu_kernels::geglu");
+  return out;
+#else
+  (void)projected;
+  return {};
+#endif
 }
 
 namespace {

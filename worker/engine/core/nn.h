@@ -72,6 +72,15 @@ struct GroupNorm {
 // DIFFSEARCH_NORM_KERNELS=0 (anything but 0 or 1 is an InputError).
 bool norm_kernels_enabled(const c10::Device& device);
 
+// GEGLU's gate, hidden * gelu(gate), of rows [hidden | gate] (`projected`,
+// last dimension 2 * width) in one CUDA kernel (geglu_kernels.h): where
+// built, on CUDA, switched on (DIFFSEARCH_GEGLU_KERNELS=1: opt-in until it
+// has been measured on a GPU) and for widths of whole 16-byte vectors.
+// Undefined where it does not take x: the caller computes the same with ATen.
+bool geglu_kernels_enabled(const c10::Device& device);
+bool geglu_kernel_takes(const at::Tensor& x, int64_t width);
+at::Tensor geglu_kernel(const at::Tensor& projected);
+
 // GroupNorm from per-channel float sums and norms, then one multiply-add:
 // keeps any memory layout and fills the GPU with few large groups (see
 // nn.cc). Any device; the engine uses it on CUDA.

@@ -55,8 +55,8 @@ void* current_stream(const at::Tensor& t) {
 void check(const char* error, const std::string& kernel) {
   if (error != nullptr) {
     throw std::runtime_error("CUDA kernel " + kernel + ": " + error +
-                             " (DIFFSEARCH_NORM_KERNELS=0 and DIFFSEARCH_TOME_KERNELS=0 run ATen's kernels "
-                             "instead; a GPU this build has no code for needs -DCMAKE_CUDA_ARCHITECTURES)");
+                             " (DIFFSEARCH_NORM_KERNELS=0, DIFFSEARCH_TOME_KERNELS=0 and DIFFSEARCH_GEGLU_KERNELS=0 run "
+                             "ATen's kernels instead; a GPU this build has no code for needs -DCMAKE_CUDA_ARCHITECTURES)");
   }
 }
 

@@ -1,8 +1,8 @@
 // Host side of the engine's own CUDA kernels (tome_kernels.cu,
-// group_norm_kernels.cu), built where PyTorch's CUDA libtorch and nvcc are
+// group_norm_kernels.cu, geglu_kernels.cu), built where PyTorch's CUDA libtorch and nvcc are
 // found (CMake's DIFFSEARCH_CUDA_KERNELS: AUTO, the default, ON or OFF). Each use has its own run-time
-// switch (DIFFSEARCH_TOME_KERNELS, DIFFSEARCH_NORM_KERNELS); without the
-// kernels, or switched off, the engine computes the same with ATen.
+// switch (DIFFSEARCH_TOME_KERNELS, DIFFSEARCH_NORM_KERNELS, and DIFFSEARCH_GEGLU_KERNELS, which is
+// off unless set to 1); without the kernels, or switched off, the engine computes the same with ATen.
 #pragma once
 
 #include <string>

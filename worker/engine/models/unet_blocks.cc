@@ -205,6 +205,12 @@ FeedForward FeedForward::load(Weights& w, const std::string& prefix, int64_t dim
 
 at::Tensor FeedForward::operator()(const at::Tensor& x) const {
   // diffusers' GEGLU: proj(x).chunk(2) = (hidden, gate), hidden * gelu(gate).
+  if (geglu_kernel_takes(x, proj.weight.size(0) / 2)) {
+    // One product, then the gate in one pass over it (geglu_kernels.h).
+    at::Tensor gated = geglu_kernel(proj(x));
+    DIFFSEARCH_ASSERT(gated.defined());
+    return out(gated);
+  }
   at::Tensor h = hidden(x);
   return out(h.mul_(at::gelu(gate(x))));
 }
