@@ -57,10 +57,6 @@ SpeedFit fit_speed_model(const std::vector<std::vector<double>>& parts, const st
   return best;
 }
 
-}  // namespace diffsearch::coordinator
-
-namespace diffsearch::coordinator {
-
 double LossFit::scale(double loss) const {
   const double l = std::max(0.0, loss);
   return std::sqrt((l + floor / 10) * std::max(l, floor));

@@ -37,7 +37,7 @@ SpeedFit fit_speed_model(const std::vector<std::vector<double>>& parts, const st
 // off grows with the loss: at small losses a score moves about as the square
 // root of the loss (an image moves as far as it is degraded), at larger ones
 // in proportion (the model's relative error). So the errors are measured in
-// units of scale(l) = sqrt((l + floor / 100) * max(l, floor)), `floor` the
+// units of scale(l) = sqrt((l + floor / 10) * max(l, floor)), `floor` the
 // smallest loss bound the space serves, and the fit is weighted by
 // 1 / scale^2: a few very lossy settings (fast, far outside any bound) no
 // longer decide the line, or the margin, near the bounds. A margin around a

@@ -484,8 +484,10 @@ class FrontierStrategy : public SearchStrategy {
       x.predicted_loss = race.loss_fit.predict(x.predicted_loss);
     }
     if (trace_) {
-      std::fprintf(stderr, "frontier trace %s: fixed share %.2f, held-out speed error %.3f, loss error %.2f scale\n",
-                   space_of(race).key().c_str(), fit.fixed_share, fit.worst_error, race.loss_fit.worst_error);
+      std::fprintf(stderr,
+                   "frontier trace %s: fixed share %.2f, held-out speed error %.3f, loss error %.2f (root mean "
+                   "square, in scale units)\n",
+                   space_of(race).key().c_str(), fit.fixed_share, fit.worst_error, race.loss_fit.rms_error);
     }
   }
 

@@ -227,7 +227,9 @@ TEST(FrontierStrategy, DefaultSpacesNoiseFreeGiveTheExhaustiveAnswers) {
   const Comparison c = compare(f.answers, e.answers);
   EXPECT_EQ(c.tasks, 42u);
   EXPECT_EQ(c.identical, c.tasks) << c.differing;
-  EXPECT_LT(f.gpu_seconds * 100, e.gpu_seconds) << f.gpu_seconds << " against " << e.gpu_seconds;
+  // 292x with the loss model whose margin grows with the loss; 187x with the
+  // earlier one absolute margin per space (docs/search.md, step 4).
+  EXPECT_LT(f.gpu_seconds * 250, e.gpu_seconds) << f.gpu_seconds << " against " << e.gpu_seconds;
 }
 
 // Polishing: after a combination's race, every one-step neighbour of its

@@ -3,6 +3,7 @@
 #include "worker/engine/core/nn.h"
 
 #include <cstdint>
+#include <cstdlib>
 #include <vector>
 
 #include <torch/torch.h>

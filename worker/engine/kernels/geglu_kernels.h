@@ -1,8 +1,9 @@
 // GEGLU's gate as one CUDA kernel (geglu_kernels.cu): out = hidden *
 // gelu(gate), read straight from the feed-forward projection's output,
-// whose rows hold [hidden | gate]. ATen takes three passes for it (GELU
-// writes a temporary, the product reads it back): at batch 8 they were
-// 6.8% of SD1.5's UNet time, memory-bound (docs/engine-gpu.md).
+// whose rows hold [hidden | gate]. ATen takes two kernels and five passes
+// over the activation for it (GELU writes a temporary, the product reads it
+// back beside the hidden half): at batch 8 they were 6.8% of SD1.5's UNet
+// time, memory-bound (docs/engine-gpu.md). The kernel takes three.
 //
 // Plain types only, so that this header and the .cu see no Torch header:
 // every pointer is device memory, `stream` is a cudaStream_t, and the call
