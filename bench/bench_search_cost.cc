@@ -4,6 +4,7 @@
 // docs/search.md. Usage:
 //   bench_search_cost synthetic [--grid 4] [--samples 32] [--landscape SPEC]... [--filter EXPR]
 //   bench_search_cost replay FILE.h5 --tasks FILE [--samples N]
+// (--help lists the frontier knobs it takes.)
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -91,12 +92,26 @@ void report(const std::string& name, const Outcome& fr, const Outcome& ex, const
   std::fflush(stdout);
 }
 
+void usage(std::FILE* to, const char* self) {
+  std::fprintf(to,
+               "usage: %s synthetic [--grid C] [--samples N] [--landscape SPEC]... [--filter EXPR] [KNOBS] [-v]\n"
+               "       %s replay FILE.h5 --tasks FILE [--samples N] [KNOBS] [-v]\n"
+               "KNOBS (the frontier's, as diffsearch search takes them): --race-prompts N,N,... --confidence P\n"
+               "  --loss-tolerance L --assume-monotone --no-assume-monotone --combine fronts|product\n"
+               "  --speed-calibration K --polish R\n"
+               "Without --landscape: noise-free, noise 1, doubled noise and bumps (docs/search.md).\n",
+               self, self);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 2) {
-    std::fprintf(stderr, "usage: %s synthetic [--grid C] [--samples N] [--landscape SPEC]... [--filter EXPR] [-v]\n"
-                         "       %s replay FILE.h5 --tasks FILE [--samples N] [-v]\n", argv[0], argv[0]);
+  if (argc >= 2 && (std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0)) {
+    usage(stdout, argv[0]);
+    return 0;
+  }
+  if (argc < 2 || (std::strcmp(argv[1], "synthetic") != 0 && std::strcmp(argv[1], "replay") != 0)) {
+    usage(stderr, argv[0]);
     return 2;
   }
   const std::string mode = argv[1];
@@ -105,7 +120,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> landscapes;
   bool verbose = false, monotone = coordinator::FrontierOptions{}.assume_monotone;
   std::string combine = "fronts";
-  double confidence = 0.99;
+  double confidence = 0.99, loss_tolerance = 0;
   int calibration = 12, polish = coordinator::FrontierOptions{}.polish;
   std::vector<int> race = {4, 8, 16, 32};
   for (int i = 2; i < argc; ++i) {
@@ -122,6 +137,7 @@ int main(int argc, char** argv) {
     else if (a == "--no-assume-monotone") monotone = false;
     else if (a == "--assume-monotone") monotone = true;
     else if (a == "--confidence") confidence = std::stod(next());
+    else if (a == "--loss-tolerance") loss_tolerance = std::stod(next());
     else if (a == "--speed-calibration") calibration = std::stoi(next());
     else if (a == "--polish") polish = std::stoi(next());
     else if (a == "--race-prompts") {
@@ -161,6 +177,7 @@ int main(int argc, char** argv) {
   o.frontier.combine = combine;
   o.frontier.assume_monotone = monotone;
   o.frontier.confidence = confidence;
+  o.frontier.loss_tolerance = loss_tolerance;
   o.frontier.race_prompts = race;
   o.frontier.calibration = calibration;
   o.frontier.polish = polish;

@@ -8,7 +8,7 @@ namespace diffsearch::cli {
 void add_strategy_options(CLI::App& sub, StrategyArgs& a) {
   const char* group = "Strategy (docs/search.md)";
   sub.add_option("--strategy", a.strategy,
-                 "frontier (races settings over nested prompt prefixes; 1/10 to 1/109 of exhaustive's GPU time on "
+                 "frontier (races settings over nested prompt prefixes; 1/15 to 1/189 of exhaustive's GPU time on "
                  "category 4's synthetic landscapes, docs/search.md) or exhaustive (every setting at full fidelity)")
       ->capture_default_str()->group(group);
   sub.add_option("--race-prompts", a.race_prompts,
@@ -40,6 +40,10 @@ void add_strategy_options(CLI::App& sub, StrategyArgs& a) {
   sub.add_option("--polish", a.polish,
                  "frontier: rounds of racing a combination's survivors' neighbours outside its methods' fronts (0: off)")
       ->capture_default_str()->group(group);
+  sub.add_option("--loss-tolerance", a.loss_tolerance,
+                 "frontier: how much more loss (by --quality) than exhaustive's pick an answer may have; near-ties stop racing "
+                 "(0: exhaustive's own picks wherever the race can tell them apart)")
+      ->capture_default_str()->group(group);
 }
 
 coordinator::FrontierOptions frontier_options(const StrategyArgs& a, int samples) {
@@ -69,6 +73,7 @@ coordinator::FrontierOptions frontier_options(const StrategyArgs& a, int samples
   f.speed_margin = a.speed_margin;
   f.speed_tolerance = a.speed_tolerance;
   f.polish = a.polish;
+  f.loss_tolerance = a.loss_tolerance;
   f.validate(samples);
   return f;
 }

@@ -21,6 +21,7 @@ struct StrategyArgs {
   double speed_margin = 0.05;
   double speed_tolerance = 0.01;
   int polish = 1;
+  double loss_tolerance = 0;
 };
 
 void add_strategy_options(CLI::App& sub, StrategyArgs& args);

@@ -212,6 +212,7 @@ std::string search_options_from_config(const nlohmann::json& config) {
     // Absent: a file searched without polishing (before it existed, or --polish 0).
     if (!f->contains("polish")) out += " --polish 0";
     else number("polish", "--polish", "1");
+    number("loss_tolerance", "--loss-tolerance", "0");
   }
   return out;
 }

@@ -143,6 +143,7 @@ SearchOptions options_from_config(const nlohmann::json& config, const std::vecto
     fo.speed_tolerance = f.value("speed_tolerance", fo.speed_tolerance);
     // Files written before polishing existed ran without it.
     fo.polish = f.value("polish", 0);
+    fo.loss_tolerance = f.value("loss_tolerance", 0.0);
   }
   // Shards are joined by merge: the file's rows are the whole plan's.
   return o;

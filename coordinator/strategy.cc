@@ -35,6 +35,8 @@ nlohmann::json FrontierOptions::to_json() const {
   // Absent means 0, as in files written before polishing existed: those
   // still resume with --polish 0.
   if (polish != 0) out["polish"] = polish;
+  // Absent means 0, as in files written before it existed.
+  if (loss_tolerance != 0) out["loss_tolerance"] = loss_tolerance;
   return out;
 }
 
@@ -52,6 +54,10 @@ void FrontierOptions::validate(int samples) const {
   }
   if (!(speed_tolerance >= 0 && speed_tolerance < 0.5)) {
     throw InputError("--speed-tolerance: expected a fraction in [0, 0.5), as in 0.01");
+  }
+  if (!(loss_tolerance >= 0 && loss_tolerance <= 0.05)) {
+    throw InputError("--loss-tolerance " + std::to_string(loss_tolerance) +
+                     ": expected a loss from 0 (exhaustive's own picks) to 0.05, as in 0.002");
   }
   int last = 0;
   for (int p : race_prompts) {

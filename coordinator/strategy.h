@@ -48,6 +48,12 @@ struct FrontierOptions {
   // Relative uncertainty of a speedup measured on part of the prompts: a
   // setting this close to a target is not trusted to reach (or miss) it.
   double speed_tolerance = 0.01;
+  // How much more loss (by --quality) than exhaustive's pick an answer may
+  // have: before the last round the race drops a setting once a
+  // better-looking one surely loses at most this much more, so near-ties
+  // stop racing early. 0 (the default): exhaustive's own pick wherever the
+  // race can tell.
+  double loss_tolerance = 0;
 
   nlohmann::json to_json() const;
   // Checks the knobs; InputError naming the option otherwise.

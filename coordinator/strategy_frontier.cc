@@ -59,6 +59,11 @@ struct Candidate {
   std::vector<double> parts;     // the components' measured speedups (combinations)
   double predicted_loss = kNaN;  // the model's loss (combinations)
   bool polished = false;         // its neighbours have joined the race (combinations)
+  // Stands for a setting dropped within --loss-tolerance (itself, or one it
+  // dropped strictly did): from then on dropped only strictly, and only by
+  // a live setting, which inherits the mark, so no answer is more than the
+  // tolerance above the setting it displaced.
+  bool absorbed = false;
 };
 
 enum class Phase { Waiting, Calibrating, Scouting, Racing, Done };
@@ -560,12 +565,29 @@ class FrontierStrategy : public SearchStrategy {
     auto loss_lo = [&](const Candidate& c) {
       return c.measured_to == options_.samples ? full_loss(c) : c.predicted_loss - predicted_loss_margin(race, c);
     };
+    auto point_loss = [&](const Candidate& c) {
+      return c.measured_to == options_.samples ? full_loss(c) : c.predicted_loss;
+    };
     std::vector<std::size_t> order;
     for (std::size_t i = 0; i < race.cands.size(); ++i) {
       if (race.cands[i].alive) order.push_back(i);
     }
     std::stable_sort(order.begin(), order.end(),
                      [&](std::size_t a, std::size_t b) { return speed(race.cands[a]) > speed(race.cands[b]); });
+    // B (alive) drops A: surely lower, or surely at most --loss-tolerance
+    // above it (Candidate::absorbed, as in dominated()).
+    auto drops = [&](Candidate& b, const Candidate& a) {
+      if (loss_hi(b) < loss_lo(a)) {
+        b.absorbed = b.absorbed || a.absorbed;
+        return true;
+      }
+      if (fo_.loss_tolerance <= 0 || a.absorbed || point_loss(b) > point_loss(a) ||
+          !(loss_hi(b) < loss_lo(a) + fo_.loss_tolerance)) {
+        return false;
+      }
+      b.absorbed = true;
+      return true;
+    };
     // Loss beyond twice the bound, when some setting is surely within it.
     bool some_within = false;
     for (std::size_t i : order) some_within |= loss_hi(race.cands[i]) <= race.loss_min;
@@ -577,8 +599,8 @@ class FrontierStrategy : public SearchStrategy {
       if (a.measured_to == 0) {
         bool out = some_within && loss_lo(a) > 2 * race.loss_max;
         for (std::size_t j = 0; j < best.size() && !out; ++j) {
-          const Candidate& b = race.cands[best[j]];
-          out = covers(race, b, a) && loss_hi(b) < loss_lo(a);
+          Candidate& b = race.cands[best[j]];
+          out = covers(race, b, a) && drops(b, a);
         }
         if (out) {
           a.alive = false;
@@ -609,8 +631,8 @@ class FrontierStrategy : public SearchStrategy {
       if (!beyond_reach_settled(race, tv, k, speed_hi(race, a), loss_lo(a))) continue;
       bool out = k < 0;
       for (std::size_t j = 0; !out && j < tv.rivals[k].size(); ++j) {
-        const Candidate& b = race.cands[tv.rivals[k][j]];
-        out = b.alive && b.index != a.index && loss_hi(b) < loss_lo(a);
+        Candidate& b = race.cands[tv.rivals[k][j]];
+        out = b.alive && b.index != a.index && drops(b, a);
       }
       if (out) {
         a.alive = false;
@@ -650,7 +672,10 @@ class FrontierStrategy : public SearchStrategy {
       for (std::size_t i : live) race.cands[i].combining = !out[i];
     }
     if (live.size() < 2) return;
-    const auto out = dominated(race, live, n, /*exact_at_full=*/true);
+    std::vector<bool> absorbed(race.cands.size(), false);
+    for (std::size_t i : live) absorbed[i] = race.cands[i].absorbed;
+    const auto out = dominated(race, live, n, /*exact_at_full=*/true, &absorbed);
+    for (std::size_t i : live) race.cands[i].absorbed = absorbed[i];
     for (std::size_t i : live) {
       // One measured in full (a scout, or a survivor whose neighbours now
       // race) is judged on all its prompts, in the last round, not on a
@@ -662,7 +687,10 @@ class FrontierStrategy : public SearchStrategy {
   // Which of `live` (all measured on [0, n)) another surely dominates or
   // whose loss surely rules out. `exact_at_full`: bounds on what the full
   // prompt list will measure (exact at n = all); else on the true means.
-  std::vector<bool> dominated(const SpaceRace& race, const std::vector<std::size_t>& live, int n, bool exact_at_full) {
+  // `absorbed` (per candidate, read and updated): Candidate::absorbed, for
+  // drops within --loss-tolerance; null: strict drops only.
+  std::vector<bool> dominated(const SpaceRace& race, const std::vector<std::size_t>& live, int n, bool exact_at_full,
+                              std::vector<bool>* absorbed = nullptr) {
     const int total = options_.samples;
     // Two tests, each at half the error rate (a union bound keeps the
     // confidence): the pair's own paired spread (n - 1 degrees of freedom),
@@ -724,14 +752,34 @@ class FrontierStrategy : public SearchStrategy {
     // B's loss surely below A's: the pair's paired differences, or the
     // pooled spread (the pair's spread is at most the sum of the two).
     std::vector<double> diff(static_cast<std::size_t>(n));
-    auto surely_lower = [&](std::size_t bi, std::size_t ai) {
+    // B's loss surely below A's plus `tol` (and, with a tolerance, B's
+    // estimate at most A's: the tolerance keeps the better-looking one).
+    auto surely_below = [&](std::size_t bi, std::size_t ai, double tol) {
       const Candidate& a = race.cands[ai];
       const Candidate& b = race.cands[bi];
       for (int p = 0; p < n; ++p) diff[p] = (a.acc[p] - b.acc[p]) / mean_base[ai];  // loss_b - loss_a
       const MeanBounds d = sample_bounds(diff);
+      if (tol > 0 && d.mean > 0) return false;
       const bool pooled_says = std::isfinite(prior_sd[ai]) && std::isfinite(prior_sd[bi]) &&
-                               d.mean + half(prior_sd[ai] + prior_sd[bi]) < 0;
-      return d.upper < 0 || pooled_says;
+                               d.mean + half(prior_sd[ai] + prior_sd[bi]) < tol;
+      return d.upper < tol || pooled_says;
+    };
+    // Whether B drops A: surely lower, or (--loss-tolerance) surely at most
+    // the tolerance above it. A setting that stands for a drop within the
+    // tolerance is dropped only by a live one, which then stands for it.
+    // Not in the last round: keeping a near-tie measured in full costs
+    // nothing, and the exhaustive rule then picks the better one.
+    const double tol = absorbed && n < total ? fo_.loss_tolerance : 0.0;
+    auto surely_lower = [&](std::size_t bi, std::size_t ai) {
+      const bool a_absorbed = absorbed && (*absorbed)[ai];
+      if (a_absorbed && out[bi]) return false;
+      if (surely_below(bi, ai, 0)) {
+        if (a_absorbed) (*absorbed)[bi] = true;
+        return true;
+      }
+      if (tol <= 0 || a_absorbed || out[bi] || !surely_below(bi, ai, tol)) return false;
+      (*absorbed)[bi] = true;
+      return true;
     };
     // By target (target_view), for the answers' race only: a combining front
     // needs every speed, since inside a combination speeds multiply. Only

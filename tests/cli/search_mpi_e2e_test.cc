@@ -399,6 +399,9 @@ TEST_F(SearchMpiTest, BadInputIsRefusedClearly) {
   EXPECT_EQ(run(search_args(path("r.h5"))), 2) << "an existing file needs --resume";
   EXPECT_EQ(run(search_args(path("r.h5")) + " --resume --seed 3"), 2);
   EXPECT_NE(log_text().find("fields that differ: seed"), std::string::npos) << log_text();
+  // The frontier's knobs are part of the configuration too.
+  EXPECT_EQ(run(search_args(path("r.h5")) + " --resume --loss-tolerance 0.002"), 2);
+  EXPECT_NE(log_text().find("fields that differ: frontier"), std::string::npos) << log_text();
 }
 
 }  // namespace

@@ -493,6 +493,10 @@ TEST_F(CodegenTest, RebuiltCommandCarriesTheStrategy) {
   f.json()["_config"]["frontier"]["polish"] = 2;
   command = generate(request_for(f)).resume_command;
   EXPECT_NE(command.find(" --polish 2 --resume"), std::string::npos) << command;
+  EXPECT_EQ(command.find("--loss-tolerance"), std::string::npos) << "0, absent, is the default: " << command;
+  f.json()["_config"]["frontier"]["loss_tolerance"] = 0.002;
+  command = generate(request_for(f)).resume_command;
+  EXPECT_NE(command.find(" --polish 2 --loss-tolerance 0.002 --resume"), std::string::npos) << command;
   f.json()["_config"].erase("strategy");
   f.json()["_config"].erase("frontier");
   command = generate(request_for(f)).resume_command;

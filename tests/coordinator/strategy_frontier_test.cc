@@ -144,11 +144,34 @@ TEST(FrontierStrategy, NoisyLandscapeKeepsAnswersFeasibleAndClose) {
   }
 }
 
+// --loss-tolerance: near-ties stop racing once one surely loses at most the
+// tolerance more; every answer stays within it of exhaustive's pick, for
+// fewer GPU-seconds.
+TEST(FrontierStrategy, LossToleranceBoundsTheExcessAndSaves) {
+  for (const std::string evaluator : {"synthetic:seed=1", "synthetic:seed=2,noise=2"}) {
+    const Outcome exhaustive = run(base_options(evaluator, "exhaustive"));
+    auto o = base_options(evaluator, "frontier");
+    const Outcome exact = run(o);
+    o.frontier.loss_tolerance = 0.004;
+    const Outcome tolerant = run(o);
+    const Comparison c = compare(tolerant.answers, exhaustive.answers);
+    EXPECT_LE(c.worst_excess, 0.004) << evaluator << "\n" << c.differing;
+    EXPECT_LT(tolerant.gpu_seconds, exact.gpu_seconds) << evaluator;
+    EXPECT_EQ(tolerant.answers.at("_config").at("frontier").at("loss_tolerance"), 0.004);
+    std::printf("%s: exact %.0f s, %zu identical; tolerance 0.004 %.0f s, %zu identical, worst excess %.4f\n",
+                evaluator.c_str(), exact.gpu_seconds, compare(exact.answers, exhaustive.answers).identical,
+                tolerant.gpu_seconds, c.identical, c.worst_excess);
+  }
+}
+
 TEST(FrontierStrategy, IsDeterministic) {
-  const auto o = base_options("synthetic:seed=5", "frontier");
-  const Outcome a = run(o), b = run(o);
-  EXPECT_EQ(distill_text(a.answers), distill_text(b.answers));
-  EXPECT_EQ(a.items, b.items);
+  auto o = base_options("synthetic:seed=5", "frontier");
+  for (double tolerance : {0.0, 0.003}) {
+    o.frontier.loss_tolerance = tolerance;
+    const Outcome a = run(o), b = run(o);
+    EXPECT_EQ(distill_text(a.answers), distill_text(b.answers)) << tolerance;
+    EXPECT_EQ(a.items, b.items) << tolerance;
+  }
 }
 
 // Each assumption can be turned off; without it the search measures more
@@ -315,6 +338,11 @@ TEST(FrontierOptions, BadKnobsAreRefused) {
   EXPECT_THROW(f.validate(32), InputError);
   f = {};
   f.polish = -1;
+  EXPECT_THROW(f.validate(32), InputError);
+  f = {};
+  f.loss_tolerance = -0.001;
+  EXPECT_THROW(f.validate(32), InputError);
+  f.loss_tolerance = 0.5;
   EXPECT_THROW(f.validate(32), InputError);
   f = {};
   EXPECT_EQ(f.schedule(32), (std::vector<int>{4, 8, 16, 32}));
