@@ -15,7 +15,11 @@
 # checks that `evaluate` fits a smaller batch when the card is made small
 # (DIFFSEARCH_CUDA_MEMORY_FRACTION) and that a search takes each model
 # folder's own resolution. SRC=FILE.tar.gz builds from that snapshot instead
-# of the working tree. Results land in $OUT.
+# of the working tree. TEST_TARGETS="test_x test_y" builds and runs those test
+# binaries first (tests.log). AB="NAME=V1,V2" runs each engine run once per
+# value of the environment variable NAME, alternating AB_REPEAT (default 1)
+# times: a switch timed against itself in one call (e.g.
+# AB="DIFFSEARCH_GEGLU_KERNELS=1,0"). Results land in $OUT.
 set -uo pipefail
 out="${OUT:-/tmp/gpu-batch}"
 mkdir -p "$out"
@@ -39,17 +43,32 @@ fi
 bin="$build/diffsearch"
 bench="$build/bench/bench_engine"
 
+if [ -n "${TEST_TARGETS:-}" ]; then
+  # shellcheck disable=SC2086
+  cmake --build "$build" -j "$(nproc)" --target $TEST_TARGETS >> "$out/build.log" 2>&1 \
+    || { grep -E "error" "$out/build.log" | head -30; exit 1; }
+  for t in $TEST_TARGETS; do
+    exe="$(find "$build" -name "$t" -type f -perm -u+x | head -1)"
+    echo "== $t ($(date +%T))"
+    timeout "${SEGMENT_S:-300}" "$exe" 2>&1 | tail -25
+    echo "rc ${PIPESTATUS[0]}"
+  done | tee "$out/tests.log"
+fi
+
 # Joins the JSON files that runs left (a run cut at SEGMENT_S leaves none or
 # a partial one, skipped) into one list: join_json OUT FILE...
 join_json() {
   python3 - "$@" <<'PY'
-import json, sys
+import json, os, sys
 runs = []
 for p in sys.argv[2:]:
     try:
-        runs.append(json.load(open(p)))
+        run = json.load(open(p))
     except (OSError, ValueError):
-        pass
+        continue
+    if isinstance(run, dict):
+        run["_file"] = os.path.basename(p)  # names the AB setting, if any
+    runs.append(run)
 json.dump(runs, open(sys.argv[1], "w"), indent=1)
 PY
 }
@@ -70,12 +89,24 @@ if [ "${PEAK:-0}" = 1 ]; then
   echo "== what cuBLAS and cuDNN reach on this card ($(date +%T))"
   timeout "${SEGMENT_S:-300}" python3 "$root/bench/peak_rate.py" 2>&1 | tee "$out/peak-rate.txt"
 fi
+ab="${AB:-}"
+ab_name="${ab%%=*}"
+ab_values="plain"
+repeats=1
+if [ -n "$ab" ]; then ab_values="${ab#*=}"; ab_values="${ab_values//,/ }"; repeats="${AB_REPEAT:-1}"; fi
 for run in $engine_runs; do
   IFS=: read -r kind b rounds <<< "$run"
   [ -d "/tmp/$kind-full" ] || "$bin" synth-model --like "$kind" --full-size --dtype fp16 --out "/tmp/$kind-full" --log-level warn
-  echo "== engine $kind batch $b ($(date +%T))"
-  timeout "${SEGMENT_S:-300}" "$bench" --model "/tmp/$kind-full" --steps 50 --batch "$b" --rounds "${rounds:-${ROUNDS:-3}}" \
-    --json "/tmp/engine-$kind-b$b.json" "${variants[@]}" 2>&1 | tee -a "$out/engine.txt" | tail -7
+  for rep in $(seq "$repeats"); do
+    for v in $ab_values; do
+      setting=(); tag=""
+      if [ -n "$ab" ]; then setting=("$ab_name=$v"); tag="-$ab_name-$v-$rep"; fi
+      echo "== engine $kind batch $b ${setting[*]} ($(date +%T))"
+      env "${setting[@]}" timeout "${SEGMENT_S:-300}" "$bench" --model "/tmp/$kind-full" --steps 50 --batch "$b" \
+        --rounds "${rounds:-${ROUNDS:-3}}" --json "/tmp/engine-$kind-b$b$tag.json" "${variants[@]}" 2>&1 \
+        | tee -a "$out/engine.txt" | tail -7
+    done
+  done
 done
 for kind in ${BREAKDOWN_MODELS:-}; do
   # Where the time goes at batch 8, eagerly, phase by phase.
