@@ -162,6 +162,7 @@ int run_plan(const PlanArgs& args) {
       j["frontier_share"] = frontier_share;
       j["frontier_gpu_hours_h200_eager"] = gpu_hours * frontier_share;
       j["frontier_simulated_items"] = fe.items;
+      j["frontier_knobs"] = frontier_options(args.strategy, args.samples).to_json();  // what the estimate ran with
       j["frontier_estimate_method"] =
           "simulated on --evaluator synthetic (default landscape), one baseline per model, scaled by the planner's cost";
     }
@@ -198,12 +199,15 @@ int run_plan(const PlanArgs& args) {
                 plan.total_cost > 0 ? 100.0 * m.cost / plan.total_cost : 0.0);
   }
   if (frontier) {
+    // Which knobs the estimate ran with: the defaults, or the ones given.
+    const bool default_knobs =
+        frontier_options(args.strategy, args.samples).to_json() == coordinator::FrontierOptions{}.to_json();
     std::printf(
-        "frontier strategy (the default): about %.1f GPU-hours, %.2f%% of exhaustive (%.0fx less), estimated by "
+        "frontier strategy (%s): about %.1f GPU-hours, %.2f%% of exhaustive (%.0fx less), estimated by "
         "running it on the synthetic landscape over one baseline per model (%zu baselines, %zu items, %zu images) "
         "and scaling each model's cost; a real landscape's noise and shape move this (docs/search.md)\n",
-        gpu_hours * frontier_share, 100 * frontier_share, frontier_share > 0 ? 1 / frontier_share : 0.0,
-        fe.baselines, fe.items, fe.images);
+        default_knobs ? "the default" : "with the knobs given", gpu_hours * frontier_share, 100 * frontier_share,
+        frontier_share > 0 ? 1 / frontier_share : 0.0, fe.baselines, fe.items, fe.images);
   }
   std::printf(
       "balance over %d workers (longest processing time first): max load %.0f, mean "

@@ -90,8 +90,18 @@ TEST(PartitionCli, PlanEstimatesTheFrontierStrategy) {
   EXPECT_GT(share, 0);
   EXPECT_LT(share, 0.05) << "the frontier measures a sliver of the plan";
   EXPECT_NEAR(j.at("frontier_gpu_hours_h200_eager").get<double>(), share * j.at("gpu_hours_h200_eager").get<double>(), 1e-9);
+  EXPECT_EQ(j.at("frontier_knobs").at("confidence"), 0.99);
   r = run("plan --tasks " + tasks);
   EXPECT_NE(r.out.find("frontier strategy (the default): about "), std::string::npos) << r.out;
+  // The estimate runs with the knobs given: answers within a tolerance cost less.
+  r = run("plan --tasks " + tasks + " --loss-tolerance 0.003 --json");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto tolerant = nlohmann::json::parse(r.out);
+  EXPECT_EQ(tolerant.at("frontier_knobs").at("loss_tolerance"), 0.003);
+  EXPECT_LT(tolerant.at("frontier_share").get<double>(), share);
+  r = run("plan --tasks " + tasks + " --loss-tolerance 0.003");
+  EXPECT_NE(r.out.find("frontier strategy (with the knobs given): about "), std::string::npos) << r.out;
+  EXPECT_EQ(run("plan --tasks " + tasks + " --loss-tolerance -1", true).code, 2);
   r = run("plan --tasks " + tasks + " --strategy exhaustive");
   EXPECT_EQ(r.out.find("frontier strategy"), std::string::npos) << r.out;
   EXPECT_EQ(run("plan --tasks " + tasks + " --strategy fastest", true).code, 2);
