@@ -132,7 +132,7 @@ int run_plan(const PlanArgs& args) {
     m.cost += b.cost;
   }
   const double gpu_hours = plan.total_cost * partition::kSecondsPerCostUnit / 3600.0;
-  frontier_options(args.strategy, args.samples);  // checks the options either way
+  const nlohmann::json knobs = frontier_options(args.strategy, args.samples).to_json();  // checks them either way
   const bool frontier = args.strategy.strategy == "frontier";
   FrontierEstimate fe;
   double frontier_cost = 0;
@@ -162,7 +162,7 @@ int run_plan(const PlanArgs& args) {
       j["frontier_share"] = frontier_share;
       j["frontier_gpu_hours_h200_eager"] = gpu_hours * frontier_share;
       j["frontier_simulated_items"] = fe.items;
-      j["frontier_knobs"] = frontier_options(args.strategy, args.samples).to_json();  // what the estimate ran with
+      j["frontier_knobs"] = knobs;  // what the estimate ran with
       j["frontier_estimate_method"] =
           "simulated on --evaluator synthetic (default landscape), one baseline per model, scaled by the planner's cost";
     }
@@ -200,8 +200,7 @@ int run_plan(const PlanArgs& args) {
   }
   if (frontier) {
     // Which knobs the estimate ran with: the defaults, or the ones given.
-    const bool default_knobs =
-        frontier_options(args.strategy, args.samples).to_json() == coordinator::FrontierOptions{}.to_json();
+    const bool default_knobs = knobs == coordinator::FrontierOptions{}.to_json();
     std::printf(
         "frontier strategy (%s): about %.1f GPU-hours, %.2f%% of exhaustive (%.0fx less), estimated by "
         "running it on the synthetic landscape over one baseline per model (%zu baselines, %zu items, %zu images) "

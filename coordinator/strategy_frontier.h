@@ -69,6 +69,24 @@ struct Candidate {
   bool absorbed = false;
 };
 
+// --loss-tolerance's one hop (Candidate::absorbed): whether B drops A.
+// `strictly()`: B's loss is surely lower; `within()`: surely at most the
+// tolerance higher (asked only where the rule allows it). `a_absorbed`: A
+// stands for a drop within the tolerance, so it goes only strictly and only
+// to a live B (`b_live`), which then stands for it. `b_absorbs`: B's mark
+// is to be set.
+struct HopVerdict {
+  bool drops = false;
+  bool b_absorbs = false;
+};
+template <typename Strictly, typename Within>
+HopVerdict one_hop_drop(Strictly strictly, Within within, bool a_absorbed, bool b_live) {
+  if (a_absorbed && !b_live) return {};
+  if (strictly()) return {true, a_absorbed};
+  if (a_absorbed || !b_live || !within()) return {};
+  return {true, true};
+}
+
 enum class Phase { Waiting, Calibrating, Scouting, Racing, Done };
 
 struct SpaceRace {

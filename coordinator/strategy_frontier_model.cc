@@ -115,19 +115,17 @@ void FrontierStrategy::prune_by_prediction(SpaceRace& race) {
   }
   std::stable_sort(order.begin(), order.end(),
                    [&](std::size_t a, std::size_t b) { return speed(race.cands[a]) > speed(race.cands[b]); });
-  // B (alive) drops A: surely lower, or surely at most --loss-tolerance
-  // above it (Candidate::absorbed, as in dominated()).
+  // B drops A: surely lower, or surely at most --loss-tolerance above it,
+  // one hop per chain (one_hop_drop).
   auto drops = [&](Candidate& b, const Candidate& a) {
-    if (loss_hi(b) < loss_lo(a)) {
-      b.absorbed = b.absorbed || a.absorbed;
-      return true;
-    }
-    if (fo_.loss_tolerance <= 0 || a.absorbed || point_loss(b) > point_loss(a) ||
-        !(loss_hi(b) < loss_lo(a) + fo_.loss_tolerance)) {
-      return false;
-    }
-    b.absorbed = true;
-    return true;
+    const HopVerdict v = one_hop_drop([&] { return loss_hi(b) < loss_lo(a); },
+                                      [&] {
+                                        return fo_.loss_tolerance > 0 && point_loss(b) <= point_loss(a) &&
+                                               loss_hi(b) < loss_lo(a) + fo_.loss_tolerance;
+                                      },
+                                      a.absorbed, b.alive);
+    if (v.b_absorbs) b.absorbed = true;
+    return v.drops;
   };
   // Loss beyond twice the bound, when some setting is surely within it.
   bool some_within = false;

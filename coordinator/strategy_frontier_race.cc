@@ -99,11 +99,11 @@ std::vector<bool> FrontierStrategy::dominated(const SpaceRace& race, const std::
   if (some_within) {
     for (std::size_t i : live) out[i] = loss_lower(i) > 2 * race.loss_max;
   }
-  // B's loss surely below A's: the pair's paired differences, or the
-  // pooled spread (the pair's spread is at most the sum of the two).
+  // B's loss surely below A's plus `tol`: the pair's paired differences,
+  // or the pooled spread (the pair's spread is at most the sum of the two).
+  // With a tolerance, also B's estimate at most A's: the tolerance keeps
+  // the better-looking one.
   std::vector<double> diff(static_cast<std::size_t>(n));
-  // B's loss surely below A's plus `tol` (and, with a tolerance, B's
-  // estimate at most A's: the tolerance keeps the better-looking one).
   auto surely_below = [&](std::size_t bi, std::size_t ai, double tol) {
     const Candidate& a = race.cands[ai];
     const Candidate& b = race.cands[bi];
@@ -115,21 +115,16 @@ std::vector<bool> FrontierStrategy::dominated(const SpaceRace& race, const std::
     return d.upper < tol || pooled_says;
   };
   // Whether B drops A: surely lower, or (--loss-tolerance) surely at most
-  // the tolerance above it. A setting that stands for a drop within the
-  // tolerance is dropped only by a live one, which then stands for it.
-  // Not in the last round: keeping a near-tie measured in full costs
-  // nothing, and the exhaustive rule then picks the better one.
+  // the tolerance above it, one hop per chain (one_hop_drop). Not in the
+  // last round: keeping a near-tie measured in full costs nothing, and the
+  // exhaustive rule then picks the better one.
   const double tol = absorbed && n < total ? fo_.loss_tolerance : 0.0;
   auto surely_lower = [&](std::size_t bi, std::size_t ai) {
-    const bool a_absorbed = absorbed && (*absorbed)[ai];
-    if (a_absorbed && out[bi]) return false;
-    if (surely_below(bi, ai, 0)) {
-      if (a_absorbed) (*absorbed)[bi] = true;
-      return true;
-    }
-    if (tol <= 0 || a_absorbed || out[bi] || !surely_below(bi, ai, tol)) return false;
-    (*absorbed)[bi] = true;
-    return true;
+    const HopVerdict v = one_hop_drop([&] { return surely_below(bi, ai, 0); },
+                                      [&] { return tol > 0 && surely_below(bi, ai, tol); },
+                                      absorbed && (*absorbed)[ai], !out[bi]);
+    if (v.b_absorbs) (*absorbed)[bi] = true;
+    return v.drops;
   };
   // By target (target_view), for the answers' race only: a combining front
   // needs every speed, since inside a combination speeds multiply. Only

@@ -11,6 +11,7 @@
 #include "coordinator/evaluators.h"
 #include "coordinator/search.h"
 #include "coordinator/simulate.h"
+#include "coordinator/strategy_frontier.h"
 #include "io/error.h"
 #include "partition/grid.h"
 
@@ -146,7 +147,8 @@ TEST(FrontierStrategy, NoisyLandscapeKeepsAnswersFeasibleAndClose) {
 
 // --loss-tolerance: near-ties stop racing once one surely loses at most the
 // tolerance more; every answer stays within it of exhaustive's pick, for
-// fewer GPU-seconds.
+// fewer GPU-seconds. (These landscapes do not build the chains of drops the
+// one-hop rule guards against: OneHopRule below checks it.)
 TEST(FrontierStrategy, LossToleranceBoundsTheExcessAndSaves) {
   for (const std::string evaluator : {"synthetic:seed=1", "synthetic:seed=2,noise=2"}) {
     const Outcome exhaustive = run(base_options(evaluator, "exhaustive"));
@@ -162,6 +164,36 @@ TEST(FrontierStrategy, LossToleranceBoundsTheExcessAndSaves) {
                 evaluator.c_str(), exact.gpu_seconds, compare(exact.answers, exhaustive.answers).identical,
                 tolerant.gpu_seconds, c.identical, c.worst_excess);
   }
+}
+
+// --loss-tolerance's one hop: a drop within the tolerance marks the dropper,
+// and a marked setting goes only strictly, only to a live one, which
+// inherits the mark; so no chain adds the tolerance twice.
+TEST(FrontierStrategy, OneHopRule) {
+  int within_asked = 0;
+  auto yes = [] { return true; };
+  auto no = [] { return false; };
+  auto within = [&] { ++within_asked; return true; };
+  // Unmarked A: strictly (B stays unmarked), or within the tolerance (B marked).
+  frontier::HopVerdict v = frontier::one_hop_drop(yes, within, false, true);
+  EXPECT_TRUE(v.drops && !v.b_absorbs);
+  EXPECT_EQ(within_asked, 0) << "a strict drop needs no tolerance";
+  v = frontier::one_hop_drop(no, within, false, true);
+  EXPECT_TRUE(v.drops && v.b_absorbs);
+  v = frontier::one_hop_drop(no, no, false, true);
+  EXPECT_FALSE(v.drops || v.b_absorbs);
+  // Within the tolerance only to a live B.
+  within_asked = 0;
+  v = frontier::one_hop_drop(no, within, false, false);
+  EXPECT_FALSE(v.drops);
+  EXPECT_TRUE(frontier::one_hop_drop(yes, within, false, false).drops) << "strict drops need no live B";
+  // Marked A: never within the tolerance; strictly only to a live B, which inherits the mark.
+  v = frontier::one_hop_drop(no, within, true, true);
+  EXPECT_FALSE(v.drops);
+  EXPECT_EQ(within_asked, 0);
+  v = frontier::one_hop_drop(yes, within, true, true);
+  EXPECT_TRUE(v.drops && v.b_absorbs);
+  EXPECT_FALSE(frontier::one_hop_drop(yes, within, true, false).drops);
 }
 
 TEST(FrontierStrategy, IsDeterministic) {
